@@ -17,6 +17,7 @@ from .errors import VarylmError
 # One module per subcommand group; each defines register(subparsers).
 COMMAND_MODULES = [
     "varylm_hf.commands.data",
+    "varylm_hf.commands.demo",
 ]
 
 
