@@ -1,0 +1,276 @@
+"""The instruction-tuned recipe: augmented data, loss mask, LoRA training, adapter round trip, var path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from varylm_hf.errors import InputError
+from varylm_hf.prompts import instruction_prompt, one_shot_prompt
+from varylm_hf import sft
+
+RECORDS = [
+    {
+        "id": "t-01-002", "passage_id": 1, "word_position": 2, "context": "The cat",
+        "corpus_word": "sat", "answers": [{"word": "sat", "count": 3}, {"word": "is", "count": 2},
+                                          {"word": "the", "count": 1}],
+        "num_answers": 6, "majority": "sat",
+    },
+    {
+        "id": "t-01-003", "passage_id": 1, "word_position": 3, "context": "The cat sat on the",
+        "corpus_word": "mat", "answers": [{"word": "mat", "count": 2}, {"word": "dogs", "count": 1}],
+        "num_answers": 3, "majority": "mat",
+    },
+]
+
+
+def _sft_args(tmp_path, **kw):
+    defaults = dict(total_batch_size=4, per_device_batch_size=4, logging_steps=1, max_steps=1,
+                    use_cpu=True, bf16=False, gradient_checkpointing=False)
+    defaults.update(kw)
+    return sft.sft_config(str(tmp_path / "out"), **defaults)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_sft_rows_one_row_per_answer():
+    rows = sft.sft_rows(RECORDS, "all")
+    assert len(rows) == 6 + 3
+    first = [r for r in rows if r["id"] == "t-01-002"]
+    assert [r["completion"][0]["content"] for r in first] == ["sat"] * 3 + ["is"] * 2 + ["the"]
+    for r in first:
+        assert r["prompt"] == [{"role": "user", "content": instruction_prompt("The cat")}]
+        assert r["completion"][0]["role"] == "assistant"
+
+
+@pytest.mark.parametrize("mode,words", [("majority", ["sat", "mat"]), ("corpus", ["sat", "mat"])])
+def test_sft_rows_single_answer_modes(mode, words):
+    recs = [dict(RECORDS[0], majority="sat", corpus_word="sat"), dict(RECORDS[1], corpus_word="mat")]
+    rows = sft.sft_rows(recs, mode)
+    assert [r["completion"][0]["content"] for r in rows] == words
+
+
+def test_corpus_mode_uses_corpus_word_not_majority():
+    rec = dict(RECORDS[0], corpus_word="slept")
+    assert sft.label_counts(rec, "corpus") == [("slept", 1)]
+    assert sft.label_counts(rec, "majority") == [("sat", 1)]
+
+
+def test_bad_label_mode_raises():
+    with pytest.raises(InputError, match="label_mode"):
+        sft.sft_rows(RECORDS, "sample")
+
+
+def test_dataset_is_trl_conversational():
+    from trl.data_utils import is_conversational
+
+    ds = sft.build_sft_dataset(RECORDS)
+    assert len(ds) == 9 and set(ds.column_names) == {"prompt", "completion", "id"}
+    assert is_conversational(ds[0])
+
+
+def test_one_shot_example_comes_from_training_records():
+    train = [dict(RECORDS[1], id=f"tr-{i}", context=f"One two three four five {i}") for i in range(20)]
+    ctx, answers = sft.one_shot_example(train, seed=42)
+    assert ctx in {r["context"] for r in train}
+    assert answers == RECORDS[1]["answers"]
+    assert sft.one_shot_example(train, seed=42) == (ctx, answers)  # deterministic
+    assert len({sft.one_shot_example(train, seed=s)[0] for s in range(10)}) > 1  # seed matters
+    # order of the training list does not change the pick
+    assert sft.one_shot_example(list(reversed(train)), seed=42)[0] == ctx
+    prompt = one_shot_prompt("The dog", ctx, answers)
+    assert ctx in prompt and "mat, mat, dogs" in prompt
+    with pytest.raises(InputError, match="training split is empty"):
+        sft.one_shot_example([], seed=1)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_lora_config_matches_appendix_b(tiny_chat_llama):
+    cfg = sft.lora_config(tiny_chat_llama)
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout) == (8, 16, 0.05)
+    assert set(cfg.target_modules) == set(sft.LORA_TARGET_MODULES)
+    assert cfg.task_type == "CAUSAL_LM"
+
+
+def test_lora_config_rejects_model_without_targets():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    with pytest.raises(InputError, match="target_modules"):
+        sft.lora_config(gpt2)
+
+
+def test_qlora_config_is_nf4_double_quant_bf16():
+    q = sft.qlora_quantization_config()
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
+    assert q.bnb_4bit_compute_dtype == torch.bfloat16
+
+
+def test_qlora_available_reports_reason():
+    ok, reason = sft.qlora_available()
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:
+        assert not ok and "bitsandbytes" in reason
+    else:
+        assert ok
+
+
+def test_sft_config_cpu_defaults(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CPU defaults")
+    cfg = sft.sft_config(str(tmp_path))
+    assert cfg.bf16 is False and cfg.use_cpu
+    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 32
+    assert (cfg.learning_rate, cfg.num_train_epochs, cfg.seed) == (1e-4, 4, 42)
+    assert cfg.completion_only_loss
+    with pytest.raises(InputError, match="multiple"):
+        sft.sft_config(str(tmp_path), total_batch_size=32, per_device_batch_size=5)
+
+
+# ----------------------------------------------------------------------------- loss mask
+
+
+def test_loss_mask_covers_completion_only(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    tok = tiny_chat_tokenizer
+    ds = sft.build_sft_dataset(RECORDS)
+    trainer = sft.make_sft_trainer(tiny_chat_llama, tok, ds, args=_sft_args(tmp_path),
+                                   peft_config=sft.lora_config(tiny_chat_llama))
+    prepared = trainer.train_dataset
+    assert len(prepared) == len(ds)
+    for i, row in enumerate(prepared):
+        word = ds[i]["completion"][0]["content"]
+        prompt_ids, completion_ids = sft.chat_token_ids(tok, instruction_prompt(RECORDS[0 if i < 6 else 1]["context"]), word)
+        ids, labels = row["input_ids"], row["labels"]
+        assert ids == prompt_ids + completion_ids  # same tokens as the var path
+        n = len(prompt_ids)
+        assert all(lab == -100 for lab in labels[:n])
+        assert labels[n:] == completion_ids
+        assert tok.decode(completion_ids) == f"{word}<|im_end|>\n"
+    # and the collator keeps that mask
+    batch = trainer.data_collator([prepared[0], prepared[7]])
+    for b in range(2):
+        kept = batch["labels"][b][batch["labels"][b] != -100].tolist()
+        assert tok.decode(kept).endswith("<|im_end|>\n")
+
+
+def test_make_sft_trainer_needs_model_object(tiny_chat_tokenizer):
+    with pytest.raises(InputError, match="loaded model"):
+        sft.make_sft_trainer("smollm2-gguf", tiny_chat_tokenizer, sft.build_sft_dataset(RECORDS))
+
+
+# ----------------------------------------------------------------------------- training + adapter
+
+
+def _completion_nll(model, tok, records):
+    """Mean completion-token NLL over the augmented rows, computed by hand."""
+    total, n = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for r in sft.sft_rows(records):
+            p, c = sft.chat_token_ids(tok, r["prompt"][0]["content"], r["completion"][0]["content"])
+            ids = torch.tensor([p + c])
+            logp = model(input_ids=ids).logits.log_softmax(-1)[0, len(p) - 1 : -1]
+            total -= logp.gather(-1, torch.tensor(c)[:, None]).sum().item()
+            n += len(c)
+    return total / n
+
+
+def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    from peft import AutoPeftModelForCausalLM, PeftModel
+
+    from tests.conftest import make_tiny_llama
+
+    tok = tiny_chat_tokenizer
+    base_dir = tmp_path / "base"
+    tiny_chat_llama.save_pretrained(base_dir)  # AutoPeft reloads the base from this "Hub id"
+    before = _completion_nll(tiny_chat_llama, tok, RECORDS)
+    cfg = sft.InstructConfig(
+        output_dir=str(tmp_path / "adapter"), recipe="sft", qlora=False, learning_rate=5e-2, batch_size=9,
+        per_device_batch_size=9, max_steps=8, logging_steps=1, base_model_id=str(base_dir), data="unit-test",
+    )
+    trainer = sft.train_instruct(tiny_chat_llama, tok, RECORDS, None, cfg)
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 8
+    model = trainer.model.eval()
+    after = _completion_nll(model, tok, RECORDS)
+    assert after < before - 0.2, (before, after)
+
+    out = tmp_path / "adapter"
+    run = json.loads((out / "varylm_run.json").read_text())
+    assert {"base_model", "recipe", "label_mode", "word_prob_definition", "split", "seed", "hyperparameters"} <= set(run)
+    assert run["base_model"] == str(base_dir) and run["recipe"] == "sft" and run["hyperparameters"]["qlora"] is False
+    card = (out / "README.md").read_text()
+    assert "library_name: peft" in card and f"base_model: {base_dir}" in card and "sft recipe" in card
+    assert (out / "adapter_model.safetensors").exists()
+
+    ids = torch.tensor([sum(sft.chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        fresh = make_tiny_llama(tok)  # same seed = same base weights
+        reloaded = PeftModel.from_pretrained(fresh, out).eval()
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, ref, rtol=0, atol=1e-6)
+        auto = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+        torch.testing.assert_close(auto(input_ids=ids).logits, ref, rtol=0, atol=1e-6)
+
+
+def test_instruct_config_rejects_bad_values(tiny_chat_llama, tiny_chat_tokenizer):
+    with pytest.raises(InputError, match="--recipe"):
+        sft.train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, sft.InstructConfig(recipe="dpo"))
+    with pytest.raises(InputError, match="--label_mode"):
+        sft.InstructConfig(label_mode="some").check()
+
+
+# ----------------------------------------------------------------------------- var path
+
+
+def test_var_units_hold_trl_tokens(tiny_chat_tokenizer):
+    tok = tiny_chat_tokenizer
+    units = sft.var_units(RECORDS, tok)
+    assert [u["id"] for u in units] == ["t-01-002", "t-01-003"]
+    assert units[0]["counts"] == [3, 2, 1]
+    for u, rec in zip(units, RECORDS):
+        for w_ids, ans in zip(u["word_ids"], rec["answers"]):
+            p, c = sft.chat_token_ids(tok, instruction_prompt(rec["context"]), ans["word"])
+            assert u["context_ids"] == p and w_ids == c
+
+
+def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    pytest.importorskip("varylm_hf.scoring")
+    tok = tiny_chat_tokenizer
+    model = tiny_chat_llama
+    # SFT: all augmented rows in one batch -> TRL's token-mean loss
+    ds = sft.build_sft_dataset(RECORDS)
+    trainer = sft.make_sft_trainer(model, tok, ds, args=_sft_args(tmp_path, total_batch_size=9, per_device_batch_size=9))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
+    with torch.no_grad():
+        sft_loss = trainer.compute_loss(model, batch)
+    units = sft.var_units(RECORDS, tok)
+    collated = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
+    with torch.no_grad():
+        var_loss, rows = sft.var_sft_loss(model, collated)
+    assert rows == 9
+    torch.testing.assert_close(var_loss, sft_loss, rtol=1e-5, atol=1e-5)
+    # per-row normalisation: mean over rows of each row's summed completion NLL
+    with torch.no_grad():
+        var_rows, _ = sft.var_sft_loss(model, collated, normalize="rows")
+    n_tokens = sum(n * len(w) for u in units for n, w in zip(u["counts"], u["word_ids"]))
+    torch.testing.assert_close(var_rows, sft_loss * n_tokens / 9, rtol=1e-5, atol=1e-5)
+
+
+def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    pytest.importorskip("varylm_hf.scoring")
+    tok = tiny_chat_tokenizer
+    before = _completion_nll(tiny_chat_llama, tok, RECORDS)
+    cfg = sft.InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, learning_rate=5e-2,
+                             batch_size=2, max_steps=8, logging_steps=1)
+    trainer = sft.train_instruct(tiny_chat_llama, tok, RECORDS, RECORDS, cfg)
+    assert sum("loss" in h for h in trainer.state.log_history) == 8
+    assert any("eval_loss" in h for h in trainer.state.log_history)
+    assert _completion_nll(trainer.model.eval(), tok, RECORDS) < before - 0.2
+    assert json.loads((tmp_path / "var" / "varylm_run.json").read_text())["recipe"] == "var"

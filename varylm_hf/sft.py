@@ -1,0 +1,598 @@
+"""The instruction-tuned recipe (paper §3.2, Appendix B): SFT on answer-augmented cloze data.
+
+For every context and every human answer the augmented dataset holds one (prompt, completion)
+pair, so a context with 40 answers appears 40 times and the SFT objective becomes
+``sum_c sum_w count(w|c) * -log q(w + end-of-turn | chat prompt)``. Two ways to optimise it:
+
+* ``recipe="sft"``: TRL's :class:`~trl.SFTTrainer` on the augmented rows (conversational
+  prompt/completion format, loss on the completion only) — the paper's set-up;
+* ``recipe="var"``: the same objective with one row per context: the chat prompt is encoded
+  once and every distinct answer is scored as a branch of it by the word-level engine
+  (:func:`varylm_hf.scoring.score_token_ids`), each weighted by its count. The completion tokens
+  are exactly those TRL trains on (chat template applied to prompt + completion).
+
+The prompt is :func:`varylm_hf.prompts.instruction_prompt`, identical at training and
+evaluation time. Adapters are LoRA (r=8, alpha=16, dropout 0.05, seven projections) or QLoRA
+(4-bit nf4, double quantisation, bf16 compute) where bitsandbytes works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .prompts import chat_messages, instruction_prompt
+
+__all__ = [
+    "LABEL_MODES",
+    "RECIPES",
+    "LORA_TARGET_MODULES",
+    "label_counts",
+    "sft_rows",
+    "build_sft_dataset",
+    "one_shot_example",
+    "lora_config",
+    "qlora_quantization_config",
+    "qlora_available",
+    "apply_cpu_4bit_workaround",
+    "sft_config",
+    "make_sft_trainer",
+    "chat_token_ids",
+    "var_units",
+    "build_var_dataset",
+    "var_sft_loss",
+    "VarSFTTrainer",
+    "InstructConfig",
+    "train_instruct",
+    "save_adapter",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Which human data becomes completions: every answer (count times), the majority answer, the corpus word.
+LABEL_MODES = ("all", "majority", "corpus")
+#: ``sft``: TRL SFTTrainer on augmented rows; ``var``: same objective, one row per context.
+RECIPES = ("sft", "var")
+#: Appendix B: LoRA on all attention and MLP projections.
+LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def label_counts(record: Mapping, label_mode: str = "all") -> list[tuple[str, int]]:
+    """The (completion word, number of augmented rows) pairs of one cloze record.
+
+    ``all``: every human answer with its count; ``majority``: the majority answer once;
+    ``corpus``: the original corpus word once.
+    """
+    if label_mode == "all":
+        pairs = [(a["word"], int(a["count"])) for a in record["answers"] if int(a["count"]) > 0]
+    elif label_mode == "majority":
+        pairs = [(record["majority"], 1)]
+    elif label_mode == "corpus":
+        pairs = [(record["corpus_word"], 1)]
+    else:
+        raise InputError(f"label_mode={label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
+    if not pairs or any(not w for w, _ in pairs):
+        raise InputError(f"record {record.get('id', '?')}: no usable {label_mode} answer")
+    return pairs
+
+
+def sft_rows(records: Iterable[Mapping], label_mode: str = "all") -> list[dict]:
+    """Augmented SFT rows in TRL's conversational prompt/completion format.
+
+    One row per human answer (a context with answer counts {are: 16, is: 9} yields 25 rows)
+    for ``label_mode="all"``, one row per context otherwise. Each row is
+    ``{"prompt": [{"role": "user", "content": instruction_prompt(context)}],
+    "completion": [{"role": "assistant", "content": word}], "id": record id}``.
+    """
+    rows = []
+    for rec in records:
+        prompt = chat_messages(instruction_prompt(rec["context"]))
+        for word, count in label_counts(rec, label_mode):
+            row = {"prompt": prompt, "completion": [{"role": "assistant", "content": word}], "id": rec["id"]}
+            rows.extend(dict(row) for _ in range(count))
+    return rows
+
+
+def build_sft_dataset(records: Iterable[Mapping], label_mode: str = "all"):
+    """:func:`sft_rows` as a :class:`datasets.Dataset` (columns prompt, completion, id)."""
+    from datasets import Dataset
+
+    rows = sft_rows(records, label_mode)
+    if not rows:
+        raise InputError("no records to build the SFT dataset from")
+    return Dataset.from_list(rows)
+
+
+def one_shot_example(train_records: Sequence[Mapping], seed: int = 42, min_context_words: int = 5):
+    """Pick the 1-shot example: ``(context, answers)`` of one *training* context, chosen with ``seed``.
+
+    Contexts with at least ``min_context_words`` words are preferred (a one-word context
+    shows little). Pass only the training split: the example must never come from the
+    contexts being evaluated. Use with :func:`varylm_hf.prompts.one_shot_prompt`::
+
+        one_shot_prompt(context, *one_shot_example(splits["train"], seed=42))
+    """
+    if not train_records:
+        raise InputError("one_shot_example: the training split is empty")
+    pool = [r for r in train_records if len(r["context"].split()) >= min_context_words] or list(train_records)
+    pool = sorted(pool, key=lambda r: str(r["id"]))
+    rec = random.Random(seed).choice(pool)
+    return rec["context"], list(rec["answers"])
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def lora_config(
+    model=None,
+    *,
+    r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    target_modules: Sequence[str] = LORA_TARGET_MODULES,
+):
+    """The paper's LoRA configuration (Appendix B) as a :class:`peft.LoraConfig`.
+
+    Given ``model``, keeps only the target modules the model has (GPT-2 has none of the seven:
+    an :class:`InputError` then names what to pass instead).
+    """
+    from peft import LoraConfig
+
+    targets = list(target_modules)
+    if model is not None:
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        present = [t for t in targets if t in names]
+        if not present:
+            raise InputError(
+                f"`target_modules`: the model has none of {', '.join(targets)}; pass the names of its linear layers"
+            )
+        targets = present
+    return LoraConfig(
+        r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
+    )
+
+
+def qlora_quantization_config():
+    """The paper's 4-bit quantisation (Appendix B): nf4 (set explicitly: the default is fp4),
+    double quantisation, bfloat16 compute, as a :class:`transformers.BitsAndBytesConfig`."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def qlora_available() -> tuple[bool, str]:
+    """Whether QLoRA can run here: ``(ok, reason)``. bitsandbytes is an optional extra (``.[qlora]``)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as err:  # ImportError, or a broken native library
+        return False, f"bitsandbytes is not usable ({type(err).__name__}); install varylm-hf[qlora]"
+    return True, "bitsandbytes available"
+
+
+def apply_cpu_4bit_workaround(model) -> int:
+    """Turn off bitsandbytes' AVX512-BF16 weight repacking on every 4-bit layer; returns how many.
+
+    On CPUs with AVX512-BF16 an eval-mode forward repacks 4-bit weights and later LoRA
+    gradients are silently wrong (DESIGN.md §3). Harmless elsewhere.
+    """
+    try:
+        import bitsandbytes as bnb
+    except Exception:
+        return 0
+    n = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- SFT (TRL)
+
+
+def _on_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def sft_config(
+    output_dir: str,
+    *,
+    learning_rate: float = 1e-4,
+    total_batch_size: int = 32,
+    per_device_batch_size: int | None = None,
+    num_train_epochs: float = 4,
+    seed: int = 42,
+    **overrides,
+):
+    """A :class:`trl.SFTConfig` with the paper's hyper-parameters (lr 1e-4, batch 32, 4 epochs, seed 42).
+
+    The batch of ``total_batch_size`` rows is reached by gradient accumulation over
+    ``per_device_batch_size`` (default 8 on GPU, 4 on CPU). bf16 and gradient checkpointing are
+    on only with CUDA (SFTConfig's bf16 default fails on CPU). ``overrides`` go to SFTConfig.
+    """
+    from trl import SFTConfig
+
+    cuda = _on_cuda()
+    per_device = per_device_batch_size or min(total_batch_size, 8 if cuda else 4)
+    if total_batch_size % per_device:
+        raise InputError(
+            f"`total_batch_size` ({total_batch_size}) must be a multiple of `per_device_batch_size` ({per_device})"
+        )
+    kwargs = dict(
+        output_dir=output_dir,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
+        gradient_accumulation_steps=total_batch_size // per_device,
+        num_train_epochs=num_train_epochs,
+        seed=seed,
+        data_seed=seed,
+        bf16=cuda and _bf16_ok(),
+        gradient_checkpointing=cuda,
+        use_cpu=not cuda,
+        completion_only_loss=True,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        max_length=1024,
+    )
+    kwargs.update(overrides)
+    return SFTConfig(**kwargs)
+
+
+def _bf16_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def make_sft_trainer(model, tokenizer, train_dataset, eval_dataset=None, args=None, peft_config=None):
+    """An :class:`trl.SFTTrainer` for augmented prompt/completion data.
+
+    ``model`` must be a model object (SFTTrainer reads ``config.architectures`` from a Hub id,
+    which a GGUF folder lacks): load it with :func:`varylm_hf.modeling.load_model_and_tokenizer`.
+    ``args`` defaults to :func:`sft_config`; ``peft_config`` (e.g. :func:`lora_config`) wraps the
+    model in a fresh adapter (omit it for a model that is already a PeftModel).
+    """
+    from trl import SFTTrainer
+
+    if isinstance(model, str):
+        raise InputError("`model`: pass a loaded model (varylm_hf.modeling.load_model_and_tokenizer), not a name")
+    if args is None:
+        args = sft_config("runs/sft")
+    if not args.completion_only_loss:
+        raise InputError("`completion_only_loss` must be True: the loss covers the completion (the word) only")
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+# --------------------------------------------------------------------------- var (fast path)
+
+
+def chat_token_ids(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, completion_ids)`` exactly as TRL's SFTTrainer tokenises a conversational row.
+
+    The chat template is applied to the prompt alone (with the generation prompt) and to
+    prompt + completion; the completion starts where the two diverge (TRL's
+    ``common_prefix_length``). ``completion_ids`` holds the word and whatever the template puts
+    after it (end-of-turn token, newline): every token TRL puts in the loss.
+    """
+    messages = chat_messages(prompt)
+    p_ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=True)[
+        "input_ids"
+    ]
+    full = tokenizer.apply_chat_template(
+        chat_messages(prompt, completion), tokenize=True, return_dict=True
+    )["input_ids"]
+    n = 0
+    for a, b in zip(p_ids, full):
+        if a != b:
+            break
+        n += 1
+    if n == len(full):
+        raise InputError(f"completion {completion!r}: the chat template adds no tokens for it")
+    return list(full[:n]), list(full[n:])
+
+
+def var_units(records: Iterable[Mapping], tokenizer, label_mode: str = "all", max_length: int | None = 1024) -> list[dict]:
+    """One scoring unit per context for ``recipe="var"``: the chat prompt once, each distinct answer once.
+
+    Each unit is ``{"id", "context_ids": [int], "word_ids": [[int]], "counts": [int]}`` where
+    ``word_ids`` are the completion tokens TRL would train on and ``counts`` the number of
+    augmented rows of that answer. A context whose answers render different prompt prefixes
+    (unusual templates) becomes several units, so the tokens stay identical to TRL's.
+    Rows longer than ``max_length`` raise (TRL would truncate them).
+    """
+    units = []
+    for rec in records:
+        prompt = instruction_prompt(rec["context"])
+        groups: dict[tuple[int, ...], dict] = {}
+        for word, count in label_counts(rec, label_mode):
+            ctx, comp = chat_token_ids(tokenizer, prompt, word)
+            if max_length is not None and len(ctx) + len(comp) > max_length:
+                raise InputError(f"record {rec['id']}: prompt + {word!r} is longer than max_length={max_length}")
+            unit = groups.setdefault(tuple(ctx), {"id": rec["id"], "context_ids": ctx, "word_ids": [], "counts": []})
+            unit["word_ids"].append(comp)
+            unit["counts"].append(int(count))
+        units.extend(groups.values())
+    return units
+
+
+def build_var_dataset(records: Iterable[Mapping], tokenizer, label_mode: str = "all"):
+    """:func:`var_units` as a :class:`datasets.Dataset`."""
+    from datasets import Dataset
+
+    units = var_units(records, tokenizer, label_mode)
+    if not units:
+        raise InputError("no records to build the var dataset from")
+    return Dataset.from_list(units)
+
+
+def var_sft_loss(model, batch: Mapping, *, normalize: str = "tokens", strategy: str = "tree"):
+    """The augmented-SFT loss of a batch of :func:`var_units`, with one branch per distinct answer.
+
+    ``sum_u sum_w count(w) * -log q(completion_w | prompt_u)`` divided by the number of
+    completion tokens of the equivalent augmented rows (``normalize="tokens"``, TRL's token
+    mean over one batch) or by the number of rows (``"rows"``). Equals SFTTrainer's loss on
+    all augmented rows of the same contexts in one batch. Returns ``(loss, n_rows)``.
+    """
+    import torch
+
+    from .scoring import score_token_ids
+
+    if normalize not in ("tokens", "rows"):
+        raise InputError(f"normalize={normalize!r}: expected 'tokens' or 'rows'")
+    logq = score_token_ids(model, batch["context_ids"], batch["word_ids"], definition="paper", strategy=strategy)
+    total, denom, rows = None, 0, 0
+    for lq, words, counts in zip(logq, batch["word_ids"], batch["counts"]):
+        c = torch.as_tensor(counts, dtype=lq.dtype, device=lq.device)
+        part = -(c * lq).sum()
+        total = part if total is None else total + part
+        rows += int(sum(counts))
+        denom += sum(n * len(w) for n, w in zip(counts, words)) if normalize == "tokens" else int(sum(counts))
+    return total / max(denom, 1), rows
+
+
+def _collate_units(features: list[dict]) -> dict:
+    return {key: [f[key] for f in features] for key in ("context_ids", "word_ids", "counts")}
+
+
+def _var_trainer_class():
+    from transformers import Trainer
+
+    class _VarSFTTrainer(Trainer):
+        """Trainer whose loss is :func:`var_sft_loss` over batches of :func:`var_units` (one per context)."""
+
+        loss_is_scaled_for_ga = False  # per-batch mean; Trainer divides by the accumulation steps
+
+        def __init__(self, *args, normalize: str = "tokens", strategy: str = "tree", **kwargs):
+            kwargs.setdefault("data_collator", _collate_units)
+            super().__init__(*args, **kwargs)
+            self.var_normalize = normalize
+            self.var_strategy = strategy
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, _ = var_sft_loss(model, inputs, normalize=self.var_normalize, strategy=self.var_strategy)
+            return (loss, None) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            import torch
+
+            with torch.no_grad():
+                loss, _ = var_sft_loss(model, inputs, normalize=self.var_normalize, strategy=self.var_strategy)
+            return loss.detach(), None, None
+
+    return _VarSFTTrainer
+
+
+def VarSFTTrainer(*args, **kwargs):  # noqa: N802 - a class factory keeps transformers out of import time
+    """Build the ``recipe="var"`` trainer: a :class:`transformers.Trainer` whose loss is :func:`var_sft_loss`.
+
+    Needs ``TrainingArguments(remove_unused_columns=False)`` and a dataset from
+    :func:`build_var_dataset`; extra keywords ``normalize`` and ``strategy`` go to the loss.
+    """
+    return _var_trainer_class()(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@dataclass
+class InstructConfig:
+    """Everything :func:`train_instruct` needs besides model and data. Defaults: the paper's Mistral run.
+
+    ``batch_size`` counts augmented rows for ``recipe="sft"`` (default 32) and contexts for
+    ``recipe="var"`` (default 1, i.e. ~40 rows: one context carries all of its answers).
+    """
+
+    output_dir: str = "runs/instruct"
+    recipe: str = "sft"
+    label_mode: str = "all"
+    qlora: bool = True
+    learning_rate: float = 1e-4
+    batch_size: int | None = None
+    per_device_batch_size: int | None = None
+    num_train_epochs: float = 4
+    max_steps: int = -1
+    seed: int = 42
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    logging_steps: int = 10
+    base_model_id: str | None = None
+    word_prob_definition: str = "paper"
+    split: str = "paper"
+    data: str = "provo"
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`InputError` on a bad value."""
+        if self.recipe not in RECIPES:
+            raise InputError(f"--recipe {self.recipe}: expected one of {', '.join(RECIPES)}")
+        if self.label_mode not in LABEL_MODES:
+            raise InputError(f"--label_mode {self.label_mode}: expected one of {', '.join(LABEL_MODES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"--batch_size {self.batch_size}: must be >= 1")
+
+
+def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None):
+    """Fine-tune an instruction-tuned model on cloze records with LoRA/QLoRA; save the adapter.
+
+    ``model`` is a loaded causal LM (load QLoRA models with
+    ``quantization_config=qlora_quantization_config()``). Trains with ``config.recipe`` and
+    writes the adapter, the tokenizer, a PEFT model card and ``varylm_run.json`` to
+    ``config.output_dir``. Returns the trainer (``trainer.model`` is the PeftModel,
+    ``trainer.state.log_history`` the losses).
+    """
+    import dataclasses
+
+    config = config or InstructConfig()
+    config.check()
+    from peft import get_peft_model
+
+    in_4bit = bool(getattr(model, "is_loaded_in_4bit", False))
+    if config.qlora != in_4bit:
+        logger.warning("qlora=%s but the model is %s 4-bit: recording qlora=%s", config.qlora,
+                       "loaded in" if in_4bit else "not loaded in", in_4bit)
+        config = dataclasses.replace(config, qlora=in_4bit)
+    if in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_on_cuda())
+        apply_cpu_4bit_workaround(model)
+    peft_cfg = lora_config(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
+    common = dict(
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        eval_strategy="epoch" if eval_records else "no",
+    )
+    if config.recipe == "sft":
+        args = sft_config(
+            config.output_dir,
+            total_batch_size=config.batch_size or 32,
+            per_device_batch_size=config.per_device_batch_size,
+            **common,
+        )
+        train_ds = build_sft_dataset(train_records, config.label_mode)
+        eval_ds = build_sft_dataset(eval_records, config.label_mode) if eval_records else None
+        trainer = make_sft_trainer(model, tokenizer, train_ds, eval_ds, args=args, peft_config=peft_cfg)
+    else:
+        from transformers import TrainingArguments
+
+        total = config.batch_size or 1
+        per_device = config.per_device_batch_size or total
+        if total % per_device:
+            raise InputError(f"--batch_size {total} must be a multiple of --per_device_batch_size {per_device}")
+        cuda = _on_cuda()
+        args = TrainingArguments(
+            output_dir=config.output_dir,
+            per_device_train_batch_size=per_device,
+            per_device_eval_batch_size=per_device,
+            gradient_accumulation_steps=total // per_device,
+            data_seed=config.seed,
+            bf16=cuda and _bf16_ok(),
+            use_cpu=not cuda,
+            remove_unused_columns=False,
+            save_strategy="no",
+            report_to="none",
+            **common,
+        )
+        train_ds = build_var_dataset(train_records, tokenizer, config.label_mode)
+        eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
+        if not hasattr(model, "peft_config"):
+            model = get_peft_model(model, peft_cfg)
+        trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds)
+    trainer.train()
+    save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=len(train_ds))
+    return trainer
+
+
+def _hyperparameters(config: InstructConfig) -> dict:
+    keys = ("learning_rate", "batch_size", "per_device_batch_size", "num_train_epochs", "max_steps", "qlora",
+            "lora_r", "lora_alpha", "lora_dropout")
+    hp = {k: getattr(config, k) for k in keys}
+    hp["batch_size"] = config.batch_size or (32 if config.recipe == "sft" else 1)
+    hp["batch_unit"] = "rows" if config.recipe == "sft" else "contexts"
+    hp["lora_target_modules"] = list(LORA_TARGET_MODULES)
+    return hp
+
+
+def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, train_rows: int | None = None) -> Path:
+    """Save a PeftModel's adapter with a PEFT model card and ``varylm_run.json``; returns the folder.
+
+    The card's ``base_model`` is ``config.base_model_id`` (a Hub id, so that
+    ``AutoPeftModelForCausalLM`` can fetch the base), falling back to the model's own name.
+    """
+    from huggingface_hub import ModelCard
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = config.base_model_id or model.peft_config["default"].base_model_name_or_path
+    for cfg in model.peft_config.values():
+        cfg.base_model_name_or_path = base
+    model.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    run = {
+        "base_model": base,
+        "recipe": config.recipe,
+        "label_mode": config.label_mode,
+        "word_prob_definition": config.word_prob_definition,
+        "split": config.split,
+        "seed": config.seed,
+        "data": config.data,
+        "train_rows": train_rows,
+        "hyperparameters": _hyperparameters(config),
+        **({"extra": config.extra} if config.extra else {}),
+    }
+    (out / "varylm_run.json").write_text(json.dumps(run, indent=2) + "\n")
+    card = ModelCard.load(out / "README.md")
+    card.data.base_model = base
+    card.data.library_name = "peft"
+    card.data.tags = sorted(set((card.data.tags or []) + ["varylm-hf", "lora", "sft", "human-variability"]))
+    unit = "rows" if config.recipe == "sft" else "contexts"
+    section = (
+        f"# varylm-hf adapter: {config.recipe} recipe, {config.label_mode} answers\n\n"
+        f"LoRA adapter for `{base}` trained to reproduce the spread of human next-word answers "
+        "(after *Learning to vary*, Groot, Lacunes & Ilia, 2025).\n\n"
+        f"* Data: {config.data} cloze norms, `{config.split}` split (train passages only), "
+        f"label mode `{config.label_mode}` ({'one row per human answer' if config.label_mode == 'all' else 'one row per context'}).\n"
+        f"* Recipe: `{config.recipe}` ("
+        + ("TRL SFTTrainer on the augmented rows" if config.recipe == "sft"
+           else "augmented-SFT objective, one row per context, each answer weighted by its count")
+        + "); loss on the completion only.\n"
+        f"* Prompt: the paper's instruction prompt (Appendix A) through the chat template, same at evaluation.\n"
+        f"* Hyper-parameters: lr {config.learning_rate}, batch {_hyperparameters(config)['batch_size']} {unit}, "
+        f"{config.num_train_epochs} epochs, LoRA r={config.lora_r} alpha={config.lora_alpha} "
+        f"dropout={config.lora_dropout}, {'QLoRA 4-bit nf4' if config.qlora else 'no quantisation'}, seed {config.seed}.\n"
+        "* Load: `PeftModel.from_pretrained(base, path)` or `AutoPeftModelForCausalLM.from_pretrained(path)`; "
+        "full settings in `varylm_run.json`.\n\n"
+    )
+    card.text = section + card.text
+    card.save(out / "README.md")
+    return out
