@@ -1,0 +1,240 @@
+"""Word scoring engine: every strategy and definition against a brute force written here."""
+
+from __future__ import annotations
+
+import math
+import string
+
+import pytest
+import torch
+
+from conftest import make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
+from varylm_hf import scoring
+from varylm_hf.errors import InputError
+from varylm_hf.scoring import (
+    DEFINITIONS,
+    STRATEGIES,
+    score_token_ids,
+    score_words,
+    word_logprobs,
+    word_loss,
+    word_start_mask,
+    word_token_ids,
+)
+
+CONTEXTS = [
+    "There are now",
+    "There are now rumblings",
+    "There are now rumblings that",  # prefixes of each other: one passage trunk
+    "The cat sat on",
+    "",  # empty context: BOS (or EOS) only
+    "The cat sat on the mat.",
+]
+WORDS = [
+    ["rumblings", "birds", "is", "rumblings", "zq"],  # duplicate word; multi-token words
+    ["that", "Apple", ","],
+    ["Apple", "apple", "the"],
+    ["the", "The", "mat", "there"],
+    ["The", "cat"],
+    ["Doesn't", "there", "'s"],
+]
+
+
+def _start_set(tokenizer) -> set[int]:
+    """Independent word-start rule: marker or punctuation first, or a special token."""
+    out = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    for i in range(len(tokenizer)):
+        token = tokenizer.convert_ids_to_tokens(i)
+        text = tokenizer.decode([i])
+        if token[:1] in ("\u0120", "\u010a", "\u2581") or (text and (text[0].isspace() or text[0] in string.punctuation)):
+            out.add(i)
+    return out
+
+
+def brute_force(model, tokenizer, contexts, words, definition):
+    """One forward per (context, word), no mask, full logits: the reference."""
+    start = sorted(_start_set(tokenizer))
+    out = []
+    for context, ws in zip(contexts, words):
+        ctx = scoring.context_token_ids(tokenizer, context)
+        vals = []
+        for w in ws:
+            wid = word_token_ids(tokenizer, context, w)
+            seq = torch.tensor([ctx + wid])
+            logp = torch.log_softmax(model(input_ids=seq).logits[0].float(), -1)
+            lp = sum(logp[len(ctx) - 1 + m, t] for m, t in enumerate(wid))
+            if definition == "eow":
+                lp = lp + torch.logsumexp(logp[len(ctx) + len(wid) - 1, start], -1)
+            vals.append(lp)
+        out.append(torch.stack(vals))
+    return out
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model_tok(request):
+    if request.param == "gpt2":
+        tok = make_tiny_word_tokenizer("bytelevel")
+        return tiny_gpt2(len(tok)), tok
+    tok = make_tiny_word_tokenizer("metaspace")
+    return tiny_word_llama(len(tok)), tok
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategies_match_brute_force(model_tok, definition, strategy):
+    model, tok = model_tok
+    with torch.no_grad():
+        ref = brute_force(model, tok, CONTEXTS, WORDS, definition)
+        got = score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy=strategy, batch_size=4)
+    assert [len(g) for g in got] == [len(w) for w in WORDS]
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=0)
+    # the test is sensitive: distributions are far from uniform and contexts matter
+    assert abs(float(ref[0][0] - ref[3][0])) > 1e-2
+
+
+def test_eager_attention_matches_too():
+    tok = make_tiny_word_tokenizer("bytelevel")
+    model = tiny_gpt2(len(tok), attn="eager")
+    with torch.no_grad():
+        ref = brute_force(model, tok, CONTEXTS, WORDS, "eow")
+        got = score_words(model, tok, CONTEXTS, WORDS, definition="eow", strategy="passage")
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", ["context", "tree", "passage"])
+@pytest.mark.parametrize("definition", DEFINITIONS)
+def test_gradient_matches_autograd_on_brute_force(strategy, definition):
+    tok = make_tiny_word_tokenizer("bytelevel")
+    model = tiny_gpt2(len(tok), seed=1).double()
+    targets = [torch.softmax(torch.arange(len(w), dtype=torch.float64), 0) for w in WORDS]
+
+    def grads(fn):
+        model.zero_grad()
+        word_loss(fn(), targets).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref = grads(lambda: brute_force(model, tok, CONTEXTS, WORDS, definition))
+    got = grads(lambda: score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy=strategy))
+    assert ref.keys() == got.keys() and len(ref) > 5
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], atol=1e-8, rtol=1e-6, msg=name)
+
+
+def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):
+    # GPT-2 BPE: the word carries its leading space; no space before punctuation or at the start
+    assert word_token_ids(bpe_tokenizer, "The cat sat on", "mat") == bpe_tokenizer(" mat")["input_ids"]
+    assert word_token_ids(bpe_tokenizer, "The cat sat on ", "mat") == bpe_tokenizer(" mat")["input_ids"]
+    assert word_token_ids(bpe_tokenizer, "The cat", ",") == bpe_tokenizer(",")["input_ids"]
+    assert word_token_ids(bpe_tokenizer, "", "The") == bpe_tokenizer("The")["input_ids"]
+    # SentencePiece style: "▁word"
+    ids = word_token_ids(sp_tokenizer, "The cat sat on", "mat")
+    assert sp_tokenizer.convert_ids_to_tokens(ids)[0].startswith("\u2581")
+    with pytest.raises(InputError, match="non-empty"):
+        word_token_ids(bpe_tokenizer, "The cat", "  ")
+
+
+def test_word_start_mask(bpe_tokenizer, sp_tokenizer):
+    for tok in (bpe_tokenizer, sp_tokenizer):
+        mask = word_start_mask(tok)
+        assert set(mask.nonzero().flatten().tolist()) == _start_set(tok)
+        assert word_start_mask(tok) is mask  # cached per tokenizer
+        assert mask[tok.eos_token_id]
+    padded = word_start_mask(bpe_tokenizer, len(bpe_tokenizer) + 7)
+    assert padded.shape == (len(bpe_tokenizer) + 7,) and not padded[-7:].any()
+
+
+def test_eow_is_paper_times_word_end_probability(gpt2_pair):
+    model, tok = gpt2_pair
+    paper = word_logprobs(model, tok, ["The cat sat on"], [["the", "mat"]], definition="paper")[0]
+    eow = word_logprobs(model, tok, ["The cat sat on"], [["the", "mat"]], definition="eow")[0]
+    assert all(e < p for e, p in zip(eow, paper))
+    # by hand: q_eow(mat) = q_paper(mat) * P(next token starts a word | "The cat sat on mat")
+    ids = scoring.context_token_ids(tok, "The cat sat on") + word_token_ids(tok, "The cat sat on", "mat")
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1], -1)
+    end = float(probs[word_start_mask(tok)].sum())
+    assert math.isclose(math.exp(eow[1]), math.exp(paper[1]) * end, rel_tol=1e-4)
+
+
+def test_passage_strategy_shares_the_trunk(bpe_tokenizer):
+    ctx = [scoring.context_token_ids(bpe_tokenizer, c) for c in CONTEXTS[:3]]
+    words = [[word_token_ids(bpe_tokenizer, c, "x")] for c in CONTEXTS[:3]]
+    tree_nodes = scoring._build_forest(ctx, words, True, merge_contexts=False)[0]
+    passage_nodes = scoring._build_forest(ctx, words, True, merge_contexts=True)[0]
+    assert len(tree_nodes) == sum(len(c) for c in ctx) + 3 * len(words[0][0])
+    assert len(passage_nodes) == len(ctx[2]) + 3 * len(words[0][0])
+
+
+def test_truncation_and_prompt_ids(gpt2_pair):
+    model, tok = gpt2_pair
+    context, words = "There are now rumblings that Apple might", ["soon", "be"]
+    got = score_words(model, tok, [context], [words], max_context_tokens=3)[0]
+    ctx = [tok.bos_token_id] + tok(context)["input_ids"][-3:]
+    want = score_token_ids(model, [ctx], [[word_token_ids(tok, context, w) for w in words]], strategy="pair")[0]
+    torch.testing.assert_close(got, want)
+    prompt = tok("Context:")["input_ids"]
+    got = score_words(model, tok, ["The cat"], [["sat"]], prompt_ids=prompt)[0]
+    ctx = [tok.bos_token_id] + prompt + tok("The cat")["input_ids"]
+    want = score_token_ids(model, [ctx], [[word_token_ids(tok, "The cat", "sat")]], strategy="pair")[0]
+    torch.testing.assert_close(got, want)
+
+
+def test_long_context_is_cut_to_fit_the_model(gpt2_pair):
+    model, tok = gpt2_pair  # 128 positions
+    context = " ".join(["The cat sat on the mat."] * 40)
+    (lp,) = word_logprobs(model, tok, [context], [["dog"]], definition="eow")
+    assert math.isfinite(lp[0])
+    with pytest.raises(InputError, match="no room"):
+        score_words(model, tok, ["The"], [["cat" * 200]])
+
+
+def test_fallback_when_4d_masks_are_refused(gpt2_pair, monkeypatch):
+    model, tok = gpt2_pair
+    ref = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="pair")
+    calls = []
+    original = scoring._score_context
+    monkeypatch.setattr(scoring, "supports_tree_attention", lambda m: False)
+    monkeypatch.setattr(scoring, "_score_context", lambda *a: calls.append(1) or original(*a))
+    got = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="tree", batch_size=100)
+    assert calls == [1]
+    for r, g in zip(ref, got):
+        assert g == pytest.approx(r, abs=1e-4)
+
+
+def test_bad_arguments(gpt2_pair):
+    model, tok = gpt2_pair
+    with pytest.raises(InputError, match="definition"):
+        score_words(model, tok, ["a"], [["b"]], definition="exact")
+    with pytest.raises(InputError, match="strategy"):
+        score_words(model, tok, ["a"], [["b"]], strategy="fast")
+    with pytest.raises(InputError, match="word_start_mask"):
+        score_token_ids(model, [[1, 2]], [[[3]]], definition="eow")
+    with pytest.raises(InputError, match="no tokens"):
+        score_token_ids(model, [[1, 2]], [[[]]])
+    with pytest.raises(InputError, match="contexts but"):
+        score_words(model, tok, ["a", "b"], [["b"]])
+    # a context without words gives an empty tensor
+    out = score_words(model, tok, ["a", "b"], [[], ["c"]])
+    assert out[0].shape == (0,) and out[1].shape == (1,)
+
+
+def test_no_bos_or_eos_token_is_reported(bpe_tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer.backend_tokenizer)
+    assert scoring.context_token_ids(bare, "The cat") == bpe_tokenizer("The cat")["input_ids"]
+    with pytest.raises(InputError, match="no BOS/EOS"):
+        scoring.context_token_ids(bare, "")
+
+
+def test_word_loss_by_hand():
+    logq = [torch.log(torch.tensor([0.5, 0.25])), torch.log(torch.tensor([0.1]))]
+    p = [torch.tensor([0.75, 0.25]), torch.tensor([1.0])]
+    want = ((-(0.75 * math.log(0.5) + 0.25 * math.log(0.25))) + (-math.log(0.1))) / 2
+    assert float(word_loss(logq, p)) == pytest.approx(want)
+    with pytest.raises(InputError):
+        word_loss(logq, p[:1])
+    with pytest.raises(InputError):
+        word_loss(logq, [p[1], p[0]])

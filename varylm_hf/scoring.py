@@ -1,0 +1,606 @@
+"""Word log-probabilities log q(w|c) for many (context, word) pairs, with prefix sharing.
+
+A word is scored as it would appear after its context (GPT-2 BPE ``" word"``, SentencePiece
+``"▁word"``; no space before closing punctuation), so
+
+    log q(w|c) = sum_j log q(t_j | c, t_<j)                      definition="paper"  (eq. 3)
+    log q(w|c) = sum_j log q(t_j | c, t_<j) + log B(c, t_1..t_n)  definition="eow"
+
+where ``B`` is the probability that the token after the word begins a new word (a
+whitespace-initial token, a punctuation-initial token, or a special token such as EOS;
+Pimentel & Meister 2024). Example of the difference: after "The cat sat on", GPT-2-style BPE
+gives ``q_paper(" the")`` the mass of every continuation that starts with the token ``" the"``,
+including ``" there"``-like words spelled ``" the" + "re"``; ``q_eow(" the")`` keeps only the
+part where the next token is ``" mat"``, ``","``, ``"."``... so ``q_eow <= q_paper`` always,
+and the ``eow`` probabilities of all words (plus "no word") sum to at most 1.
+
+Strategies (all give the same numbers, to float rounding; see tests/test_scoring.py):
+
+* ``pair``: one sequence per (context, word); the brute force reference.
+* ``context``: one forward per context; its words reuse the KV cache (fallback for models
+  whose attention refuses 4D masks, e.g. flash-attention).
+* ``tree``: each context and its words form a token trie (words sharing tokens share nodes);
+  tries are packed into rows and run in ONE forward with a float additive 4D mask
+  (0 / finfo.min) of shape (B, 1, Q, K) and explicit position ids.
+* ``passage``: like ``tree``, but all contexts of a batch go into one trie, so contexts that
+  are token prefixes of each other (the contexts of one Provo passage) share one trunk. The
+  prefix property is checked on the token ids; a context whose tokenisation breaks it simply
+  gets its own branch from the first differing token.
+
+Only the positions whose next-token distribution is needed reach the LM head
+(``logits_to_keep`` with a boolean mask), which matters for 50k-token vocabularies.
+"""
+
+from __future__ import annotations
+
+import inspect
+import unicodedata
+import warnings
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+__all__ = [
+    "DEFINITIONS",
+    "STRATEGIES",
+    "word_token_ids",
+    "context_token_ids",
+    "word_start_mask",
+    "score_token_ids",
+    "score_words",
+    "word_logprobs",
+    "word_loss",
+]
+
+DEFINITIONS = ("paper", "eow")
+STRATEGIES = ("pair", "context", "tree", "passage")
+
+# A word starting with one of these is joined to its context without a space.
+_NO_SPACE_BEFORE = set(".,;:!?)]}%'\u2019")
+_DEFAULT_ROW_TOKENS = 2048
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+def _check_word(word: str) -> str:
+    if not isinstance(word, str) or not word.strip():
+        raise InputError(f"word {word!r}: expected a non-empty string")
+    return word.strip()
+
+
+def _joined(context: str, word: str) -> tuple[str, str]:
+    context = context.rstrip()
+    sep = "" if not context or word[0] in _NO_SPACE_BEFORE else " "
+    return context, context + sep + word
+
+
+def word_token_ids(tokenizer, context: str, word: str) -> list[int]:
+    """Token ids of ``word`` as it appears right after ``context``.
+
+    The context loses its trailing whitespace and is joined to the word by one space (none
+    before closing punctuation such as ``,`` or ``'s``, none when the context is empty). The
+    ids are the suffix of ``tokenize(context + " " + word)`` after ``tokenize(context)``; if a
+    tokenizer merges across that boundary (the prefix property fails), the word is tokenised
+    on its own with its leading space and a warning is issued.
+
+    >>> # GPT-2: word_token_ids(tok, "The cat sat on", "mat") == tok(" mat").input_ids
+    """
+    word = _check_word(word)
+    context, text = _joined(context, word)
+    ids_c = tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+    ids_cw = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids_cw) > len(ids_c) and ids_cw[: len(ids_c)] == ids_c:
+        return list(ids_cw[len(ids_c):])
+    warnings.warn(
+        f"tokenizer merges the word {word!r} with the end of its context {context[-20:]!r}; "
+        "scoring the word tokenised on its own",
+        stacklevel=2,
+    )
+    sep = text[len(context): len(text) - len(word)]
+    return list(tokenizer(sep + word, add_special_tokens=False)["input_ids"])
+
+
+def context_token_ids(tokenizer, context: str, *, add_bos: bool = True, prompt_ids=None,
+                      max_context_tokens: int | None = None) -> list[int]:
+    """Token ids of a context: ``[BOS] + prompt_ids + context tokens`` (context cut from the left).
+
+    Args:
+        add_bos: prepend the tokenizer's BOS token when it has one. A context with neither BOS,
+            prompt nor text falls back to the EOS token (GPT-2's document separator).
+        prompt_ids: token ids placed before every context (never truncated).
+        max_context_tokens: keep at most this many context tokens (the last ones).
+    """
+    ids = tokenizer(context.rstrip(), add_special_tokens=False)["input_ids"] if context.strip() else []
+    if max_context_tokens is not None and len(ids) > max_context_tokens:
+        ids = ids[len(ids) - max_context_tokens:] if max_context_tokens > 0 else []
+    head = []
+    if add_bos and tokenizer.bos_token_id is not None:
+        head.append(tokenizer.bos_token_id)
+    head.extend(prompt_ids or [])
+    out = head + list(ids)
+    if not out:
+        if tokenizer.eos_token_id is None:
+            raise InputError(
+                f"context {context!r} is empty and the tokenizer has no BOS/EOS token to condition on"
+            )
+        out = [tokenizer.eos_token_id]
+    return out
+
+
+_START_MASKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _starts_word(token: str, text: str) -> bool:
+    if token[:1] in ("\u0120", "\u010a", "\u0109", "\u010d", "\u2581"):  # Ġ Ċ ĉ č ▁ (space/newline/tab)
+        return True
+    if not text or text[0] == "\ufffd":  # empty or partial UTF-8 byte
+        return False
+    return text[0].isspace() or unicodedata.category(text[0])[0] in ("P", "S")
+
+
+def word_start_mask(tokenizer, vocab_size: int | None = None) -> torch.Tensor:
+    """Boolean tensor over the vocabulary: True for tokens that begin a new word.
+
+    A token begins a new word when its text starts with whitespace (``Ġ``/``▁`` markers
+    included) or with punctuation or a symbol, or when it is a special token (EOS, end of turn...;
+    the unknown token excepted). Computed once per tokenizer and cached. ``vocab_size`` pads the
+    mask with False up to the model's logits size.
+    """
+    try:
+        cached = _START_MASKS.get(tokenizer)
+    except TypeError:
+        cached = None
+    if cached is None:
+        n = len(tokenizer)
+        ids = list(range(n))
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+        cached = torch.tensor([_starts_word(t or "", s) for t, s in zip(tokens, texts)], dtype=torch.bool)
+        special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+        for i in special:
+            if i is not None and 0 <= i < n:
+                cached[i] = True
+        try:
+            _START_MASKS[tokenizer] = cached
+        except TypeError:
+            pass
+    if vocab_size is not None and vocab_size != len(cached):
+        out = torch.zeros(vocab_size, dtype=torch.bool)
+        m = min(vocab_size, len(cached))
+        out[:m] = cached[:m]
+        return out
+    return cached
+
+
+# --------------------------------------------------------------------------- model helpers
+
+
+def _unwrap(model):
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP / accelerate
+        model = model.module
+    return model
+
+
+def _forward_params(model) -> set:
+    inner = _unwrap(model)
+    base = getattr(inner, "get_base_model", None)  # peft
+    target = base() if callable(base) else inner
+    return set(inspect.signature(target.forward).parameters)
+
+
+def _model_max_positions(model) -> int | None:
+    cfg = _unwrap(model).config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _model_dtype_device(model):
+    inner = _unwrap(model)
+    dtype = getattr(inner, "dtype", None)
+    if dtype is None or not dtype.is_floating_point:
+        dtype = next(p.dtype for p in inner.parameters() if p.dtype.is_floating_point)
+    device = next(inner.parameters()).device
+    return dtype, device
+
+
+def supports_tree_attention(model) -> bool:
+    """True when the model's attention implementation takes a float 4D mask (eager, sdpa)."""
+    impl = getattr(_unwrap(model).config, "_attn_implementation", None)
+    return impl in (None, "eager", "sdpa")
+
+
+def _logits_at(model, input_ids, keep, params, **kw) -> torch.Tensor:
+    """Logits (N, V) at the True positions of the boolean (B, T) ``keep`` mask, row-major."""
+    if "logits_to_keep" in params:
+        logits = model(input_ids=input_ids, logits_to_keep=keep, use_cache=False, **kw).logits
+        if logits.dim() == 2:
+            return logits
+    else:
+        logits = model(input_ids=input_ids, use_cache=False, **kw).logits
+    return logits[keep]
+
+
+def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, start_mask, like):
+    """Sum per word: log-probs of its tokens (+ the end-of-word term)."""
+    out = torch.zeros(n_words, dtype=torch.float32, device=like.device)
+    if q_row:
+        rows = torch.tensor(q_row, device=like.device)
+        toks = torch.tensor(q_tok, device=like.device)
+        out = out.index_add(0, torch.tensor(q_word, device=like.device), logp_rows[rows, toks])
+    if eow_rows:
+        lp = logp_rows[torch.tensor(eow_rows, device=like.device)]  # (E, V)
+        term = torch.logsumexp(lp[:, start_mask.to(like.device)], dim=-1)
+        out = out.index_add(0, torch.tensor(eow_word, device=like.device), term)
+    return out
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _inputs_of(word: list[int], eow: bool) -> list[int]:
+    """Tokens the model must read for a word: all of them for eow, all but the last for paper."""
+    return list(word) if eow else list(word[:-1])
+
+
+def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size):
+    dtype, device = _model_dtype_device(model)
+    params = _forward_params(model)
+    pairs = [(i, j) for i, ws in enumerate(word_ids) for j in range(len(ws))]
+    flat_index = {p: n for n, p in enumerate(pairs)}
+    results = [None] * len(pairs)
+    batch_size = batch_size or 16
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start: start + batch_size]
+        seqs = [context_ids[i] + _inputs_of(word_ids[i][j], eow) for i, j in chunk]
+        T = max(len(s) for s in seqs)
+        ids = torch.zeros(len(seqs), T, dtype=torch.long)
+        att = torch.zeros(len(seqs), T, dtype=torch.long)
+        keep = torch.zeros(len(seqs), T, dtype=torch.bool)
+        for b, ((i, j), s) in enumerate(zip(chunk, seqs)):
+            ids[b, : len(s)] = torch.tensor(s)
+            att[b, : len(s)] = 1
+            keep[b, len(context_ids[i]) - 1: len(s)] = True
+        pos = torch.arange(T).expand(len(seqs), T)
+        logits = _logits_at(model, ids.to(device), keep.to(device), params,
+                            attention_mask=att.to(device), position_ids=pos.to(device))
+        logp = _log_softmax(logits)
+        # row-major order of keep: per sequence, its query positions in order
+        q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
+        r = 0
+        for b, (i, j) in enumerate(chunk):
+            w = word_ids[i][j]
+            for m, t in enumerate(w):
+                q_row.append(r + m)
+                q_tok.append(t)
+                q_word.append(b)
+            if eow:
+                eow_rows.append(r + len(w))
+                eow_word.append(b)
+            r += int(keep[b].sum())
+        vals = _gather(logp, q_row, q_tok, q_word, len(chunk), eow_rows, eow_word, start_mask, logp)
+        for b, p in enumerate(chunk):
+            results[flat_index[p]] = vals[b]
+    return _split(results, word_ids)
+
+
+def _cache_kwarg(params: set) -> str:
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _score_context(model, context_ids, word_ids, eow, start_mask):
+    from transformers import DynamicCache
+
+    dtype, device = _model_dtype_device(model)
+    params = _forward_params(model)
+    cache_kw = _cache_kwarg(params)
+    config = _unwrap(model).config
+    out = []
+    for ctx, words in zip(context_ids, word_ids):
+        if not words:
+            out.append(torch.zeros(0, device=device))
+            continue
+        L = len(ctx)
+        cache = DynamicCache(config=config)
+        ids = torch.tensor([ctx], device=device)
+        first = model(input_ids=ids, position_ids=torch.arange(L, device=device)[None],
+                      attention_mask=torch.ones_like(ids), use_cache=True, **{cache_kw: cache}).logits[0, -1]
+        first_lp = _log_softmax(first)  # (V,)
+        branches = [(j, _inputs_of(w, eow)) for j, w in enumerate(words)]
+        branches = [(j, b) for j, b in branches if b]
+        values = [first_lp[w[0]] for w in words]
+        values = [v.clone() for v in values]
+        if branches:
+            m = max(len(b) for _, b in branches)
+            nb = len(branches)
+            bids = torch.zeros(nb, m, dtype=torch.long)
+            for r, (_, b) in enumerate(branches):
+                bids[r, : len(b)] = torch.tensor(b)
+            cache.batch_repeat_interleave(nb)
+            logits = model(input_ids=bids.to(device), attention_mask=torch.ones(nb, L + m, dtype=torch.long, device=device),
+                           position_ids=(L + torch.arange(m, device=device)).expand(nb, m),
+                           use_cache=True, **{cache_kw: cache}).logits  # (nb, m, V)
+            logp = _log_softmax(logits)
+            for r, (j, b) in enumerate(branches):
+                w = words[j]
+                extra = logp[r, torch.arange(len(w) - 1, device=device), torch.tensor(w[1:], dtype=torch.long, device=device)].sum()
+                if eow:
+                    extra = extra + torch.logsumexp(logp[r, len(w) - 1][start_mask.to(device)], dim=-1)
+                values[j] = values[j] + extra
+        out.append(torch.stack(values))
+    return out
+
+
+def _build_forest(context_ids, word_ids, eow, merge_contexts):
+    """Token trie: returns nodes (token, parent, depth, tree) and per-word query lists."""
+    tok, parent, depth, tree = [], [], [], []
+    child: dict = {}
+
+    def insert(par, key_root, toks, tree_id):
+        path = []
+        for t in toks:
+            key = (par if par >= 0 else key_root, t)
+            node = child.get(key)
+            if node is None:
+                node = len(tok)
+                child[key] = node
+                tok.append(t)
+                parent.append(par)
+                depth.append(depth[par] + 1 if par >= 0 else 0)
+                tree.append(tree_id if par < 0 else tree[par])
+            path.append(node)
+            par = node
+        return path
+
+    ctx_node = []
+    for i, ctx in enumerate(context_ids):
+        root_key = ("root",) if merge_contexts else ("root", i)
+        first_key = (root_key, ctx[0])
+        tree_id = child[first_key] if first_key in child else len(tok)
+        ctx_node.append(insert(-1, root_key, ctx, tree_id)[-1])
+    queries = []  # per word: (list of (node, target)), eow node or None
+    for i, words in enumerate(word_ids):
+        for w in words:
+            path = insert(ctx_node[i], None, _inputs_of(w, eow), None)
+            nodes = [ctx_node[i]] + path
+            queries.append(([(nodes[m], t) for m, t in enumerate(w)], nodes[len(w)] if eow else None))
+    return tok, parent, depth, tree, queries
+
+
+def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, max_row_tokens):
+    dtype, device = _model_dtype_device(model)
+    params = _forward_params(model)
+    tok, parent, depth, tree, queries = _build_forest(context_ids, word_ids, eow, merge_contexts)
+    # group nodes by tree (insertion order keeps parents first), pack trees into rows
+    by_tree: dict = {}
+    for n, t in enumerate(tree):
+        by_tree.setdefault(t, []).append(n)
+    groups = sorted(by_tree.values(), key=len, reverse=True)
+    cap = max(max_row_tokens or _DEFAULT_ROW_TOKENS, len(groups[0]))
+    rows, fill = [], []
+    for g in groups:
+        for r in range(len(rows)):
+            if fill[r] + len(g) <= cap:
+                rows[r].extend(g)
+                fill[r] += len(g)
+                break
+        else:
+            rows.append(list(g))
+            fill.append(len(g))
+    B, T = len(rows), max(fill)
+    where = {}
+    ids = np.zeros((B, T), dtype=np.int64)
+    pos = np.zeros((B, T), dtype=np.int64)
+    allowed = np.zeros((B, T, T), dtype=bool)
+    for b, row in enumerate(rows):
+        for c, n in enumerate(row):
+            where[n] = (b, c)
+            ids[b, c] = tok[n]
+            pos[b, c] = depth[n]
+            p = parent[n]
+            if p >= 0:
+                allowed[b, c] = allowed[b, where[p][1]]
+            allowed[b, c, c] = True
+        for c in range(len(row), T):  # padding attends to itself only
+            allowed[b, c, c] = True
+    needed = {n for q, e in queries for n, _ in q} | {e for _, e in queries if e is not None}
+    keep = np.zeros((B, T), dtype=bool)
+    for n in needed:
+        keep[where[n]] = True
+    flat = np.cumsum(keep.reshape(-1)) - 1  # row-major index of each kept position
+    qrow = {n: int(flat[where[n][0] * T + where[n][1]]) for n in needed}
+    mask = torch.zeros((B, 1, T, T), dtype=dtype)
+    mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
+    logits = _logits_at(model, torch.from_numpy(ids).to(device), torch.from_numpy(keep).to(device), params,
+                        attention_mask=mask.to(device), position_ids=torch.from_numpy(pos).to(device))
+    logp = _log_softmax(logits)
+    q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
+    for k, (q, e) in enumerate(queries):
+        for n, t in q:
+            q_row.append(qrow[n])
+            q_tok.append(t)
+            q_word.append(k)
+        if e is not None:
+            eow_rows.append(qrow[e])
+            eow_word.append(k)
+    vals = _gather(logp, q_row, q_tok, q_word, len(queries), eow_rows, eow_word, start_mask, logp)
+    return _split(list(vals.unbind(0)) if len(queries) else [], word_ids)
+
+
+def _split(values: list, word_ids) -> list[torch.Tensor]:
+    out, k = [], 0
+    device = values[0].device if values else None
+    for words in word_ids:
+        n = len(words)
+        out.append(torch.stack(values[k: k + n]) if n else torch.zeros(0, device=device))
+        k += n
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _check_args(definition, strategy, word_start_mask_):
+    if definition not in DEFINITIONS:
+        raise InputError(f"`definition`={definition!r}: expected one of {', '.join(DEFINITIONS)}")
+    if strategy not in STRATEGIES:
+        raise InputError(f"`strategy`={strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if definition == "eow" and word_start_mask_ is None:
+        raise InputError("`definition`='eow' needs `word_start_mask` (see scoring.word_start_mask)")
+
+
+def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[list[int]]], *,
+                    definition: str = "paper", word_start_mask=None, strategy: str = "tree",
+                    batch_size: int | None = None, max_row_tokens: int | None = None) -> list[torch.Tensor]:
+    """Log q(w|c) for pre-tokenised contexts and words (the low-level engine).
+
+    Args:
+        model: a causal LM (plain, peft-wrapped or DDP-wrapped); its train/eval mode is left alone.
+        context_ids: one token-id list per context (BOS/prompt included by the caller).
+        word_ids: per context, a list of words, each a non-empty token-id list (a "word" may
+            be any completion, e.g. chat-formatted answer tokens ending with end-of-turn).
+        definition: ``"paper"`` or ``"eow"`` (module docstring).
+        word_start_mask: boolean (V,) tensor of word-initial tokens; required for ``"eow"``.
+        strategy: one of :data:`STRATEGIES`; ``tree``/``passage`` fall back to ``context`` when
+            the model's attention refuses 4D masks.
+        batch_size: pairs per forward for ``pair`` (default 16); unused otherwise.
+        max_row_tokens: packing budget of one tree row (default 2048 tokens).
+
+    Returns:
+        One 1-D float32 tensor per context, natural-log q(w|c) in the order of ``word_ids[i]``;
+        differentiable when grad is enabled.
+    """
+    _check_args(definition, strategy, word_start_mask)
+    if len(context_ids) != len(word_ids):
+        raise InputError(f"{len(context_ids)} contexts but {len(word_ids)} word lists")
+    for i, (ctx, words) in enumerate(zip(context_ids, word_ids)):
+        if not ctx:
+            raise InputError(f"context {i}: no tokens (add a BOS token or a prompt)")
+        for w in words:
+            if not w:
+                raise InputError(f"context {i}: a word has no tokens")
+    eow = definition == "eow"
+    if eow:
+        word_start_mask = torch.as_tensor(word_start_mask, dtype=torch.bool)
+    if not any(word_ids):
+        _, device = _model_dtype_device(model)
+        return [torch.zeros(0, device=device) for _ in word_ids]
+    if strategy in ("tree", "passage") and not supports_tree_attention(model):
+        strategy = "context"
+    if strategy == "pair":
+        return _score_pair(model, context_ids, word_ids, eow, word_start_mask, batch_size)
+    if strategy == "context":
+        return _score_context(model, context_ids, word_ids, eow, word_start_mask)
+    return _score_tree(model, context_ids, word_ids, eow, word_start_mask, strategy == "passage", max_row_tokens)
+
+
+def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[str]], *, model=None,
+                 max_context_tokens: int | None = None, prompt_ids=None, add_bos: bool = True, eow: bool = False):
+    """Tokenise contexts and their words for :func:`score_token_ids`.
+
+    Contexts are cut from the left so that context + longest word fits the model
+    (``max_context_tokens`` caps the context part further). ``prompt_ids`` is one id list for
+    all contexts or one per context.
+
+    Raises:
+        InputError: an empty word, or a word too long for the model's context window.
+    """
+    if len(contexts) != len(words):
+        raise InputError(f"{len(contexts)} contexts but {len(words)} word lists")
+    limit = _model_max_positions(model) if model is not None else None
+    per_context_prompt = bool(prompt_ids) and isinstance(prompt_ids[0], (list, tuple))
+    ctx_ids, w_ids = [], []
+    for i, (context, ws) in enumerate(zip(contexts, words)):
+        toks = [word_token_ids(tokenizer, context, w) for w in ws]
+        prompt = prompt_ids[i] if per_context_prompt else prompt_ids
+        budget = max_context_tokens
+        if limit is not None:
+            head = (1 if add_bos and tokenizer.bos_token_id is not None else 0) + len(prompt or [])
+            longest = max((len(t) for t in toks), default=0) + (0 if eow else -1)
+            room = limit - head - longest
+            if room < 1:
+                raise InputError(
+                    f"context {i}: word {ws[max(range(len(toks)), key=lambda k: len(toks[k]))]!r} "
+                    f"({longest} tokens) leaves no room for the context in the model's {limit} positions"
+                )
+            budget = room if budget is None else min(budget, room)
+        ctx_ids.append(context_token_ids(tokenizer, context, add_bos=add_bos, prompt_ids=prompt,
+                                         max_context_tokens=budget))
+        w_ids.append(toks)
+    return ctx_ids, w_ids
+
+
+def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *, definition: str = "paper",
+                strategy: str = "tree", max_context_tokens: int | None = None, batch_size: int | None = None,
+                prompt_ids=None, add_bos: bool = True, progress: bool | None = None) -> list[torch.Tensor]:
+    """Natural-log q(w|c) of every word of every context.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer.
+        contexts: context strings (trailing whitespace ignored).
+        words: per context, the words to score (any surface form: ``"The"`` and ``"the"`` differ).
+        definition: ``"paper"`` or ``"eow"``.
+        strategy: ``"pair"``, ``"context"``, ``"tree"`` (default) or ``"passage"``.
+        max_context_tokens: keep at most this many context tokens (cut from the left).
+        batch_size: contexts per forward (``pair``: pairs per forward); default 16.
+        prompt_ids: token ids placed after BOS before every context (one list, or one per context).
+        add_bos: prepend the tokenizer's BOS token when it has one.
+        progress: show a progress bar (default: when there is more than one batch).
+
+    Returns:
+        One 1-D tensor per context in the order of ``words[i]``; differentiable when grad is on.
+    """
+    _check_args(definition, strategy, True)
+    from tqdm.auto import tqdm
+
+    eow = definition == "eow"
+    ctx_ids, w_ids = encode_batch(tokenizer, contexts, words, model=model, max_context_tokens=max_context_tokens,
+                                  prompt_ids=prompt_ids, add_bos=add_bos, eow=eow)
+    vocab = _unwrap(model).get_output_embeddings().weight.shape[0] if eow else None
+    start = word_start_mask(tokenizer, vocab) if eow else None
+    step = batch_size or 16
+    chunks = range(0, len(ctx_ids), step) if strategy != "pair" else [0]
+    out: list[torch.Tensor] = []
+    show = (len(chunks) > 1) if progress is None else progress
+    for s in tqdm(chunks, desc="scoring words", disable=not show):
+        e = s + step if strategy != "pair" else len(ctx_ids)
+        out.extend(score_token_ids(model, ctx_ids[s:e], w_ids[s:e], definition=definition, word_start_mask=start,
+                                   strategy=strategy, batch_size=batch_size))
+    return out
+
+
+def word_logprobs(model, tokenizer, contexts, words, **kw) -> list[list[float]]:
+    """:func:`score_words` under ``torch.no_grad`` as plain floats (natural log)."""
+    with torch.no_grad():
+        return [t.tolist() for t in score_words(model, tokenizer, contexts, words, **kw)]
+
+
+def word_loss(logq: list[torch.Tensor], target_probs: list[torch.Tensor]) -> torch.Tensor:
+    """L_Var: mean over contexts of ``-sum_w p(w|c) log q(w|c)``.
+
+    ``logq[i]`` and ``target_probs[i]`` are 1-D tensors over the same words of context i.
+    A one-hot target gives the word-level cross-entropy of the FT-orig / FT-maj baselines.
+
+    >>> import torch, math
+    >>> round(float(word_loss([torch.log(torch.tensor([0.5, 0.25]))], [torch.tensor([0.5, 0.5])])), 4)
+    1.0397
+    """
+    if len(logq) != len(target_probs) or not logq:
+        raise InputError(f"word_loss: {len(logq)} score tensors and {len(target_probs)} targets (need equal, > 0)")
+    terms = []
+    for i, (lq, p) in enumerate(zip(logq, target_probs)):
+        if lq.shape != p.shape:
+            raise InputError(f"word_loss: context {i} has {tuple(lq.shape)} scores but {tuple(p.shape)} targets")
+        terms.append(-(p.to(lq.dtype) * lq).sum())
+    return torch.stack(terms).mean()
