@@ -1,0 +1,71 @@
+"""The reproduction grid: planning, resuming, crash isolation, reports."""
+
+import json
+
+import pytest
+
+from varylm_hf.errors import InputError
+from varylm_hf.reproduce import Cell, ReproduceConfig, load_results, plan_cells, run_grid
+
+
+def test_plan_cells_grid():
+    cfg = ReproduceConfig(conditions=["base", "ft_all", "oracle"], seeds=[1, 2], ablation_ks=[4])
+    names = [c.name for c in plan_cells(cfg)]
+    assert names == ["base-seed1", "ft_all-seed1", "oracle-seed1", "ft_k4-seed1",
+                     "base-seed2", "ft_all-seed2", "oracle-seed2", "ft_k4-seed2"]
+    cells = {c.name: c for c in plan_cells(cfg)}
+    assert cells["ft_all-seed1"].label_mode == "all" and cells["base-seed1"].label_mode is None
+    assert cells["ft_k4-seed2"] == Cell("ft_k4", 2, "sample_k", 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"conditions": ["base", "ft_everything"]}, "unknown ft_everything"),
+        ({"conditions": ["one_shot"]}, "needs --style instruct"),
+        ({"seeds": []}, "at least one seed"),
+        ({"ablation_ks": [0]}, "positive"),
+        ({"eval_mode": "guess"}, "eval-mode"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        plan_cells(ReproduceConfig(**kwargs))
+
+
+def test_resume_skips_finished_and_isolates_crashes(tmp_path):
+    cfg = ReproduceConfig(conditions=["base", "ft_all", "oracle"], seeds=[1, 2], out_dir=str(tmp_path / "run"))
+    calls = []
+    tvd = {"base": 0.8, "ft_all": 0.6, "oracle": 0.45}
+
+    def flaky(cell, config, cell_dir):
+        calls.append(cell.name)
+        if cell.name == "ft_all-seed2":
+            raise RuntimeError("out of memory")
+        return {"mean_tvd": tvd[cell.condition] + cell.seed / 100}
+
+    status = run_grid(cfg, flaky, progress=False)
+    assert status["failed"] == ["ft_all-seed2"] and len(status["done"]) == 5
+    assert "out of memory" in (tmp_path / "run/cells/ft_all-seed2/error.txt").read_text()
+    table = (tmp_path / "run/table.md").read_text()
+    assert "| Base | 0.815 ± 0.007 | 2 |" in table  # mean of 0.81, 0.82; sample SD 0.00707
+    assert "| FT (Mul. labels) | 0.610 ± 0.000 | 1 |" in table
+    assert table.index("Base") < table.index("FT (Mul. labels)") < table.index("Oracle")
+
+    calls.clear()
+    status = run_grid(cfg, lambda c, cf, d: calls.append(c.name) or {"mean_tvd": 0.62}, progress=False)
+    assert calls == ["ft_all-seed2"]  # only the crashed cell runs again
+    assert status["done"] == ["ft_all-seed2"] and len(status["skipped"]) == 5
+    assert not (tmp_path / "run/cells/ft_all-seed2/error.txt").exists()
+    assert "| FT (Mul. labels) | 0.615 ± 0.007 | 2 |" in (tmp_path / "run/table.md").read_text()
+    results = load_results(tmp_path / "run")
+    assert len(results) == 6 and all("seconds" in r for r in results)
+    assert json.loads((tmp_path / "run/config.json").read_text())["seeds"] == [1, 2]
+
+
+def test_ablation_and_qa_reports(tmp_path):
+    cfg = ReproduceConfig(conditions=["base", "ft_all"], seeds=[1], ablation_ks=[1, 16], out_dir=str(tmp_path))
+    run_grid(cfg, lambda c, cf, d: {"mean_tvd": 0.5, "qa_hit_rate": 0.25 if c.condition == "base" else 0.2}, progress=False)
+    ablation = (tmp_path / "ablation.md").read_text()
+    assert ablation.index("ft_k1 ") < ablation.index("ft_k16")
+    assert "| Base | 0.250 ± 0.000 | 1 |" in (tmp_path / "qa.md").read_text()
