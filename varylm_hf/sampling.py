@@ -18,7 +18,8 @@ every context 40 times; see ``benchmarks/bench_eval.py``.
 Seeding: each context gets its own random generator, seeded from ``seed`` and the context
 text, so the samples of a context do not depend on the batch it lands in nor on ``--limit``.
 
-Prompts (``prompt=``): ``"plain"`` (the context itself, for pretrained models),
+Prompts (``prompt=``): ``"plain"`` (BOS, when the tokenizer has one, and the context: the
+same conditioning as the word scorer and the trainer, for pretrained models),
 ``"instruction"`` (the paper's instruction prompt inside the chat template, for
 instruction-tuned models), ``"one_shot"`` (the 1-shot baseline prompt; needs
 ``one_shot_example``), or ``"auto"`` (``"instruction"`` when the tokenizer has a chat template,
@@ -43,6 +44,7 @@ __all__ = [
     "sample_next_words",
     "naive_sample_next_words",
     "word_from_continuation",
+    "encode_prompts",
 ]
 
 PROMPT_STYLES = ("auto", "plain", "instruction", "one_shot")
@@ -101,17 +103,18 @@ def word_from_continuation(text: str, ended: bool, normalizer: Normalizer | None
     return first_word(text, normalizer)
 
 
-def _encode(tokenizer, prompts: Sequence[str], chat: bool) -> list[list[int]]:
-    ids = []
-    for text in prompts:
-        enc = tokenizer(text, add_special_tokens=not chat)["input_ids"]
-        if not enc:  # an empty context: condition on the BOS (or EOS) token alone
-            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-            if start is None:
-                raise InputError("an empty context needs a tokenizer with a BOS or EOS token")
-            enc = [start]
-        ids.append(list(enc))
-    return ids
+def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool) -> list[list[int]]:
+    """Token ids the model is conditioned on, the same way the word scorer and trainer encode them.
+
+    Plain contexts: ``[BOS] + tokens(context)`` (:func:`varylm_hf.scoring.context_token_ids`; an empty
+    context falls back to EOS). Chat prompts are already formatted by the template, which holds
+    its own special tokens: they are tokenised as they are.
+    """
+    from .scoring import context_token_ids
+
+    if chat:
+        return [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts]
+    return [context_token_ids(tokenizer, text, add_bos=True) for text in prompts]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -205,7 +208,7 @@ def sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = _encode(tokenizer, prompts, chat=style != "plain")
+    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain")
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     device = next(model.parameters()).device
@@ -339,7 +342,7 @@ def naive_sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = _encode(tokenizer, prompts, chat=style != "plain")
+    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain")
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     device = next(model.parameters()).device

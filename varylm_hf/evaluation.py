@@ -1,0 +1,535 @@
+"""Evaluate a model's next-word distribution against human cloze answers: rows, summary, table, figures.
+
+Two modes, usable together:
+
+* ``sampled`` (the paper's): per context, ``num_samples`` ancestral samples cut to their first
+  word (:mod:`varylm_hf.sampling`), ``TVD(p, q_hat)``; repeated for every seed.
+* ``exact``: per context, the exact probability ``q(w)`` of every human word (the scorer's
+  ``eow`` definition, summed over the surface forms that normalise to ``w``: the word and its
+  capitalised form) and ``TVD = 1/2 (sum_H |p - q| + (1 - sum_H q))`` (:func:`metrics.exact_tvd`).
+  Deterministic: no seed, no sampling noise.
+
+Every run also reports the *oracle* (human answers split into two halves, one split per seed),
+the failure rate (samples with no word), the entropy of the model's sampled distribution and
+the fraction of distinct human words the model produced.
+
+Outputs of :func:`evaluate_model` / :func:`write_run` in ``out_dir``:
+
+* ``contexts.jsonl``: one row per (context, mode, seed) with every per-context number;
+* ``summary.json``: means, mean ± SD over seeds, configuration and timing;
+* ``table.md``: the paper's Table 1 layout (model row and Oracle row);
+* ``fig_tvd_hist.png`` (Fig. 1), ``fig_tvd_minus_oracle.png`` (Fig. 3),
+  ``fig_entropy.png`` (Fig. 6), ``fig_coverage.png`` (Fig. 7);
+  :func:`compare_runs` adds ``fig_tvd_change.png`` (Fig. 4) for two or more runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from . import metrics as M
+from .data.normalize import NO_WORD, Normalizer, normalize_word
+from .errors import InputError
+
+__all__ = [
+    "MODES",
+    "surface_forms",
+    "score_sampled",
+    "score_exact",
+    "exact_word_probs",
+    "evaluate_samples",
+    "evaluate_model",
+    "summarize",
+    "markdown_table",
+    "write_run",
+    "load_run",
+    "compare_runs",
+    "load_reference_samples",
+    "reference_gpt2_rows",
+]
+
+MODES = ("sampled", "exact", "both")
+ROWS_FILE, SUMMARY_FILE, TABLE_FILE = "contexts.jsonl", "summary.json", "table.md"
+
+
+# --------------------------------------------------------------------------- per-context scores
+
+
+def score_sampled(record: dict, samples: Sequence[str], seed: int) -> dict:
+    """Per-context numbers of one seed's samples (already normalised words, ``NO_WORD`` for failures)."""
+    human = record["answers"]
+    return {
+        **_context_keys(record),
+        "mode": "sampled",
+        "seed": seed,
+        "tvd": M.tvd(human, samples),
+        "oracle_tvd": M.oracle_tvd(human, seed),
+        "matched_tvd": M.matched_size_tvd(human, samples, seed) if len(samples) >= record["num_answers"] // 2 else None,
+        "entropy": M.entropy(samples),
+        "human_entropy": M.entropy(human),
+        "coverage": M.unique_word_coverage(human, samples),
+        "failure_rate": M.failure_rate(samples),
+        "js": M.js_divergence(human, samples),
+        "num_samples": len(samples),
+        "samples": M.counts_of(samples),
+    }
+
+
+def score_exact(record: dict, q: dict[str, float], oracle_seed: int) -> dict:
+    """Per-context numbers from exact probabilities ``q`` of the human words."""
+    human = record["answers"]
+    mass = sum(q.get(a["word"], 0.0) for a in human)
+    return {
+        **_context_keys(record),
+        "mode": "exact",
+        "seed": None,
+        "tvd": M.exact_tvd(human, q, tolerance=1e-4),
+        "oracle_tvd": M.oracle_tvd(human, oracle_seed),
+        "human_mass": mass,
+        "human_entropy": M.entropy(human),
+        "q": {a["word"]: q.get(a["word"], 0.0) for a in human},
+    }
+
+
+def _context_keys(record: dict) -> dict:
+    return {k: record.get(k) for k in ("id", "passage_id", "word_position", "context")}
+
+
+def _check_records(records) -> list[dict]:
+    records = list(records)
+    if not records:
+        raise InputError("no contexts to evaluate (empty split, or --limit 0)")
+    for i, r in enumerate(records):
+        missing = [k for k in ("context", "answers", "num_answers") if k not in r]
+        if missing:
+            raise InputError(f"record {i} ({r.get('id', '?')}): missing {', '.join(missing)}")
+        if r["num_answers"] < 2:
+            raise InputError(f"record {r.get('id', i)}: needs at least 2 human answers, got {r['num_answers']}")
+    return records
+
+
+# --------------------------------------------------------------------------- exact mode
+
+
+def surface_forms(word: str) -> list[str]:
+    """Surface forms whose exact probabilities add up to the normalised word's: ``w`` and ``W``.
+
+    A sampled ``"The"`` normalises to ``"the"``, so exact ``q("the")`` must include ``q("The")``.
+    Trailing punctuation (``"the,"``) is covered by the ``eow`` end-of-word term.
+    """
+    forms = [word]
+    cap = word[:1].upper() + word[1:]
+    if cap != word:
+        forms.append(cap)
+    return forms
+
+
+def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_shot_example=None,
+                     strategy: str = "tree", batch_size: int | None = None, progress: bool = False,
+                     normalizer: Normalizer | None = None) -> list[dict[str, float]]:
+    """Exact ``q(w|c)`` (``eow`` definition) of every human word of every record.
+
+    The model is conditioned exactly as the sampler conditions it (plain: ``[BOS] + context``;
+    chat prompts: the formatted prompt, the word starting the response). Each word's probability
+    adds the probabilities of its :func:`surface_forms` whose normalised form is the word.
+    """
+    import math
+
+    from .sampling import build_prompts, encode_prompts, resolve_prompt_style
+    from .scoring import word_logprobs
+
+    style = resolve_prompt_style(tokenizer, prompt)
+    words = [[a["word"] for a in r["answers"]] for r in records]
+    forms = [
+        [[f for f in surface_forms(w) if normalize_word(f, normalizer) == w] or [w] for w in ws] for ws in words
+    ]
+    flat = [[f for fs in per for f in fs] for per in forms]
+    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": progress}
+    if style == "plain":
+        logps = word_logprobs(model, tokenizer, [r["context"] for r in records], flat, **kw)
+    else:
+        prompts = build_prompts(tokenizer, [r["context"] for r in records], style, one_shot_example)
+        prompt_ids = encode_prompts(tokenizer, prompts, chat=True)
+        # empty context: the word is tokenised without a leading space, right after the prompt
+        logps = word_logprobs(model, tokenizer, [""] * len(records), flat, prompt_ids=prompt_ids, add_bos=False, **kw)
+    out = []
+    for ws, per, lp in zip(words, forms, logps):
+        q, k = {}, 0
+        for w, fs in zip(ws, per):
+            q[w] = sum(math.exp(v) for v in lp[k : k + len(fs)])
+            k += len(fs)
+        out.append(q)
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def evaluate_samples(records, samples_by_seed: dict[int, list[list[str]]]) -> list[dict]:
+    """Rows for already-drawn samples: ``samples_by_seed[seed][i]`` are the words of ``records[i]``."""
+    records = _check_records(records)
+    rows = []
+    for seed, samples in samples_by_seed.items():
+        if len(samples) != len(records):
+            raise InputError(f"seed {seed}: {len(samples)} sample lists for {len(records)} contexts")
+        rows.extend(score_sampled(r, s, seed) for r, s in zip(records, samples))
+    return rows
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    records,
+    *,
+    mode: str = "sampled",
+    seeds: Sequence[int] = (42,),
+    num_samples: int = 40,
+    prompt: str = "auto",
+    one_shot_example=None,
+    batch_size: int = 4,
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    strategy: str = "tree",
+    name: str = "model",
+    out_dir: str | os.PathLike | None = None,
+    figures: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    config: dict | None = None,
+    return_rows: bool = False,
+):
+    """Evaluate ``model`` on ``records`` (cloze records: ``context``, ``answers``...) and summarise.
+
+    Args:
+        model, tokenizer: a loaded causal LM (see :func:`varylm_hf.modeling.load_model_and_tokenizer`).
+        records: the contexts to evaluate, e.g. ``split_records(load_provo())["test"]``.
+        mode: ``"sampled"``, ``"exact"`` or ``"both"``.
+        seeds: one sampling run (and one oracle split) per seed; the paper used 42, 123, 456.
+        num_samples: samples per context (paper: 40).
+        prompt: ``"auto"``, ``"plain"``, ``"instruction"`` or ``"one_shot"`` (:mod:`varylm_hf.sampling`).
+        one_shot_example: ``(context, answers)`` from the training split, for ``"one_shot"``.
+        batch_size: contexts per sampling batch (the cache holds ``batch_size * num_samples`` rows).
+        max_new_tokens, temperature, top_k, top_p: sampling controls (defaults: ancestral sampling).
+        strategy: scoring strategy of exact mode (:mod:`varylm_hf.scoring`).
+        name: the model's row label in tables and figures.
+        out_dir: when given, :func:`write_run` writes rows, summary, table and figures there.
+        figures: draw the figures (needs matplotlib).
+        overwrite: replace an existing run in ``out_dir``.
+        progress: tqdm bars with contexts/s.
+        config: extra fields recorded in the summary (model id, adapter, split...).
+        return_rows: also return the per-context rows.
+
+    Returns:
+        The summary dict (see :func:`summarize`), or ``(summary, rows)`` with ``return_rows``.
+    """
+    from .sampling import sample_next_words
+
+    if mode not in MODES:
+        raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InputError("--seeds: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds {seeds}: seeds must be distinct")
+    records = _check_records(records)
+    if out_dir is not None:
+        _check_out_dir(out_dir, overwrite)
+    rows: list[dict] = []
+    timing: dict[str, float] = {}
+    if mode in ("sampled", "both"):
+        for seed in seeds:
+            t0 = time.perf_counter()
+            samples = sample_next_words(
+                model, tokenizer, [r["context"] for r in records], num_samples, prompt=prompt,
+                one_shot_example=one_shot_example, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size, progress=progress,
+            )
+            timing[f"sampled_seed_{seed}_s"] = time.perf_counter() - t0
+            rows.extend(score_sampled(r, s, seed) for r, s in zip(records, samples))
+    if mode in ("exact", "both"):
+        t0 = time.perf_counter()
+        qs = exact_word_probs(model, tokenizer, records, prompt=prompt, one_shot_example=one_shot_example,
+                              strategy=strategy, progress=progress)
+        timing["exact_s"] = time.perf_counter() - t0
+        rows.extend(score_exact(r, q, seeds[0]) for r, q in zip(records, qs))
+    for key in [k for k in timing if k.endswith("_s")]:
+        timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
+    from .sampling import resolve_prompt_style
+
+    cfg = {
+        "mode": mode, "num_samples": num_samples, "prompt": resolve_prompt_style(tokenizer, prompt),
+        "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+        "batch_size": batch_size, "exact_definition": "eow", "exact_strategy": strategy,
+        **(config or {}),
+    }
+    summary = summarize(rows, name=name, seeds=seeds, config=cfg, timing=timing)
+    if out_dir is not None:
+        write_run(out_dir, rows, summary, figures=figures, overwrite=overwrite)
+    return (summary, rows) if return_rows else summary
+
+
+def _stat(values) -> dict:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "sd": None}
+    mean, sd = M.mean_sd(vals)
+    return {"mean": mean, "sd": sd}
+
+
+def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | None = None,
+              config: dict | None = None, timing: dict | None = None) -> dict:
+    """Summary of per-context rows: per-seed means, mean ± SD over seeds, oracle, exact mode.
+
+    ``sampled.<metric>.per_seed`` holds each seed's mean over contexts; ``mean``/``sd`` are over
+    those seed means (the paper's "mean ± SD over seeds"). ``sd_contexts`` is the spread over
+    contexts of one seed (the first).
+    """
+    import importlib.metadata as md
+
+    sampled = [r for r in rows if r["mode"] == "sampled"]
+    exact = [r for r in rows if r["mode"] == "exact"]
+    if seeds is None:
+        seeds = sorted({r["seed"] for r in sampled}) or [42]
+    contexts = sorted({r["id"] for r in rows if r.get("id") is not None})
+    out: dict = {"name": name, "n_contexts": len(contexts) or len(exact) or len(sampled) // max(1, len(seeds)),
+                 "seeds": list(seeds)}
+    if sampled:
+        out["sampled"] = {}
+        by_seed = {s: [r for r in sampled if r["seed"] == s] for s in seeds}
+        for metric in ("tvd", "matched_tvd", "oracle_tvd", "failure_rate", "entropy", "coverage", "js"):
+            per_seed = [_stat(r[metric] for r in by_seed[s])["mean"] for s in seeds if by_seed[s]]
+            stat = _stat(per_seed)
+            first = [r[metric] for r in by_seed[seeds[0]] if r[metric] is not None]
+            stat["per_seed"] = per_seed
+            stat["sd_contexts"] = M.mean_sd(first)[1] if first else None
+            out["sampled"][metric] = stat
+        out["sampled"]["tvd_minus_oracle"] = _stat(
+            [statistics.fmean(r["tvd"] - r["oracle_tvd"] for r in by_seed[s]) for s in seeds if by_seed[s]]
+        )
+    if sampled:  # one oracle split per seed
+        per_seed_oracle = [statistics.fmean(r["oracle_tvd"] for r in by_seed[s]) for s in seeds if by_seed[s]]
+    else:  # exact mode alone: the oracle split of the first seed
+        per_seed_oracle = [statistics.fmean(r["oracle_tvd"] for r in exact)] if exact else []
+    out["oracle"] = {**_stat(per_seed_oracle), "per_seed": per_seed_oracle}
+    if exact:
+        out["exact"] = {
+            "tvd": {**_stat([statistics.fmean(r["tvd"] for r in exact)]),
+                    "sd_contexts": M.mean_sd([r["tvd"] for r in exact])[1]},
+            "human_mass": _stat([statistics.fmean(r["human_mass"] for r in exact)]),
+            "tvd_minus_oracle": _stat([statistics.fmean(r["tvd"] - r["oracle_tvd"] for r in exact)]),
+        }
+    any_rows = sampled or exact
+    out["human_entropy"] = statistics.fmean(r["human_entropy"] for r in any_rows) if any_rows else None
+    versions = {}
+    for pkg in ("varylm-hf", "torch", "transformers"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    out["config"] = dict(config or {})
+    out["timing"] = dict(timing or {})
+    out["versions"] = versions
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _fmt(stat: dict | None, digits: int = 3) -> str:
+    if not stat or stat.get("mean") is None:
+        return "–"
+    if stat.get("sd") is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+
+def markdown_table(summaries: Sequence[dict]) -> str:
+    """Table 1 of the paper for one or more runs: one row per run, then the Oracle row.
+
+    Columns: sampled TVD (mean ± SD over seeds), exact TVD, matched-size TVD, failure rate,
+    entropy (bits), unique-word coverage, number of contexts and seeds. The Oracle row is the
+    first run's (the oracle depends only on the human answers and the seeds).
+    """
+    head = ("| Model | Mean TVD ± SD (↓) | Exact TVD (↓) | Matched-size TVD (↓) | No-word rate | "
+            "Entropy (bits) | Coverage (↑) | Contexts | Seeds |")
+    lines = [head, "|" + "---|" * 9]
+    for s in summaries:
+        sm = s.get("sampled", {})
+        ex = s.get("exact", {})
+        lines.append(
+            f"| {s['name']} | {_fmt(sm.get('tvd'))} | {_fmt(ex.get('tvd'))} | {_fmt(sm.get('matched_tvd'))} | "
+            f"{_fmt(sm.get('failure_rate'))} | {_fmt(sm.get('entropy'), 2)} | {_fmt(sm.get('coverage'))} | "
+            f"{s['n_contexts']} | {', '.join(map(str, s['seeds'])) if sm else '–'} |"
+        )
+    if summaries:
+        o = summaries[0]["oracle"]
+        lines.append(f"| Oracle | {_fmt(o)} | | | | {summaries[0].get('human_entropy') or 0:.2f} (human) | | "
+                     f"{summaries[0]['n_contexts']} | {', '.join(map(str, summaries[0]['seeds']))} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _check_out_dir(out_dir, overwrite: bool) -> None:
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out {out_dir}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise InputError(f"--out {out_dir}: folder is not empty (pass --overwrite to replace it)")
+
+
+def write_run(out_dir, rows: list[dict], summary: dict, *, figures: bool = True, overwrite: bool = False) -> Path:
+    """Write rows, summary, table (and figures) into ``out_dir`` atomically.
+
+    Everything is written to a temporary sibling folder first and moved into place at the end,
+    so a failure leaves no partial run behind.
+    """
+    path = Path(out_dir)
+    _check_out_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        with open(tmp / ROWS_FILE, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / TABLE_FILE).write_text(markdown_table([summary]), encoding="utf-8")
+        if figures:
+            from .figures import run_figures
+
+            run_figures({summary["name"]: rows}, tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_run(path) -> tuple[dict, list[dict]]:
+    """Read a run folder (or its ``summary.json``): ``(summary, rows)``."""
+    p = Path(path)
+    folder = p.parent if p.name == SUMMARY_FILE else p
+    summary_file, rows_file = folder / SUMMARY_FILE, folder / ROWS_FILE
+    if not summary_file.is_file():
+        raise InputError(f"{path}: not an evaluation run (no {SUMMARY_FILE})")
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{summary_file}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    rows = []
+    if rows_file.is_file():
+        with open(rows_file, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise InputError(f"{rows_file}: line {n} is not valid JSON") from None
+    return summary, rows
+
+
+def compare_runs(paths: Sequence, out_dir=None, *, names: Sequence[str] | None = None, figures: bool = True,
+                 overwrite: bool = False) -> str:
+    """Merge several runs into one Table-1 markdown table (returned) and comparison figures.
+
+    The first run is the baseline of the TVD-change figure (paper Fig. 4: each later run's
+    per-context TVD minus the baseline's, against the oracle TVD). Names default to the runs'.
+    """
+    if not paths:
+        raise InputError("compare: give at least one run folder")
+    if names is not None and len(names) != len(paths):
+        raise InputError(f"--names: {len(names)} names for {len(paths)} runs")
+    loaded = [load_run(p) for p in paths]
+    summaries, runs = [], {}
+    for i, (summary, rows) in enumerate(loaded):
+        name = names[i] if names else summary["name"]
+        while name in runs:
+            name = f"{name} ({i + 1})"
+        summaries.append({**summary, "name": name})
+        runs[name] = rows
+    table = markdown_table(summaries)
+    if out_dir is not None:
+        path = Path(out_dir)
+        _check_out_dir(path, overwrite)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            (tmp / TABLE_FILE).write_text(table, encoding="utf-8")
+            (tmp / "runs.json").write_text(json.dumps(
+                {"runs": [{"name": s["name"], "path": str(p)} for s, p in zip(summaries, paths)],
+                 "summaries": summaries}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            if figures:
+                from .figures import run_figures
+
+                run_figures(runs, tmp)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return table
+
+
+# --------------------------------------------------------------------------- real GPT-2 samples
+
+
+def load_reference_samples(name: str = "gpt2_samples_test") -> dict:
+    """The packaged real-GPT-2 samples (Ilia & Aziz, 2024) for the paper's test passages.
+
+    Returns the file's dict: ``contexts`` is a list of ``{passage_id, word_position, context,
+    samples: [[word, count], ...]}``, words as the original code stored them (case kept,
+    punctuation removed, ``"Failed to generate word"`` for a failure).
+    """
+    ref = resources.files("varylm_hf") / "data" / "provo" / f"{name}.json.gz"
+    if not ref.is_file():
+        raise InputError(f"no packaged reference samples named {name!r}")
+    with ref.open("rb") as fh:
+        return json.loads(gzip.decompress(fh.read()).decode("utf-8"))
+
+
+def reference_gpt2_rows(records, *, seeds: Sequence[int] = (42,), quirks: bool = False,
+                        normalizer: Normalizer | None = None) -> list[dict]:
+    """Rows for the real GPT-2 samples against ``records`` (matched by passage and word position).
+
+    ``quirks=False``: our pipeline (each sample normalised like the human answers, failures kept
+    as ``NO_WORD``). ``quirks=True``: the reference code's handling (samples compared as stored,
+    case-sensitive, failures dropped; TVD 0.5 when every sample failed). Only one set of samples
+    exists, so every seed reuses it (seeds then vary the oracle split only).
+    """
+    ref = load_reference_samples()
+    failure = ref.get("failure_label", "Failed to generate word")
+    by_key = {(c["passage_id"], c["word_position"]): c for c in ref["contexts"]}
+    records = _check_records(records)
+    rows = []
+    for r in records:
+        c = by_key.get((r["passage_id"], r["word_position"]))
+        if c is None:
+            raise InputError(f"record {r['id']}: no reference GPT-2 samples (only the paper's test passages)")
+        raw = [w for w, n in c["samples"] for _ in range(n)]
+        if quirks:
+            words = [w for w in raw if w != failure]
+        else:
+            words = [NO_WORD if w == failure else (normalize_word(w, normalizer) or NO_WORD) for w in raw]
+        for seed in seeds:
+            if not words:  # the reference's behaviour when every sample failed
+                row = score_sampled(r, [NO_WORD], seed)
+                row.update(tvd=0.5, samples={})
+            else:
+                row = score_sampled(r, words, seed)
+            rows.append(row)
+    return rows
