@@ -237,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._require_auth()
             return self._json({"type": "user", "name": USER, "fullname": "Test User", "orgs": [],
                                "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        if segs[:2] == ["api", "agent-harnesses"]:  # huggingface_hub's agent detection registry
+            return self._json({"standardEnvVars": [], "harnesses": {}})
         if segs[:3] == ["api", "repos", "create"] and cmd == "POST":
             return self._create_repo()
         if segs[:3] == ["api", "repos", "delete"] and cmd == "DELETE":

