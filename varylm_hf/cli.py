@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "varylm_hf.commands.data",
     "varylm_hf.commands.demo",
     "varylm_hf.commands.hub",
+    "varylm_hf.commands.eval",
 ]
 
 

@@ -293,7 +293,8 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
 
     ``sampled.<metric>.per_seed`` holds each seed's mean over contexts; ``mean``/``sd`` are over
     those seed means (the paper's "mean ± SD over seeds"). ``sd_contexts`` is the spread over
-    contexts of one seed (the first).
+    contexts of one seed (the first). Headline keys: ``mean_tvd`` (sampled if run, else exact),
+    ``oracle_tvd``, ``mean_tvd_exact`` and ``failure_rate`` when available.
     """
     import importlib.metadata as md
 
@@ -329,6 +330,13 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
             "human_mass": _stat([statistics.fmean(r["human_mass"] for r in exact)]),
             "tvd_minus_oracle": _stat([statistics.fmean(r["tvd"] - r["oracle_tvd"] for r in exact)]),
         }
+    # flat headline numbers (read by model cards and the reproduction runner)
+    out["mean_tvd"] = (out["sampled"]["tvd"]["mean"] if sampled else out["exact"]["tvd"]["mean"] if exact else None)
+    out["oracle_tvd"] = out["oracle"]["mean"]
+    if exact:
+        out["mean_tvd_exact"] = out["exact"]["tvd"]["mean"]
+    if sampled:
+        out["failure_rate"] = out["sampled"]["failure_rate"]["mean"]
     any_rows = sampled or exact
     out["human_entropy"] = statistics.fmean(r["human_entropy"] for r in any_rows) if any_rows else None
     versions = {}

@@ -1,0 +1,163 @@
+"""``varylm eval run|compare|gpt2-reference``: TVD of a model against human cloze answers.
+
+Examples::
+
+    varylm eval run --model smollm2-gguf --limit 20 --num-samples 40 --out runs/eval/smollm2
+    varylm eval run --model gpt2 --mode both --seeds 42 123 456 --out runs/eval/gpt2
+    varylm eval run --model smollm2-gguf --adapter runs/lora --out runs/eval/lora
+    varylm eval compare runs/eval/gpt2 runs/eval/gpt2-ft --out runs/eval/compare
+    varylm eval gpt2-reference --out runs/eval/gpt2-real   # real GPT-2 samples + the oracle row
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+
+
+def register(subparsers) -> None:
+    """Add ``varylm eval`` and its commands."""
+    parser = subparsers.add_parser("eval", help="evaluate next-word distributions against humans (TVD)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="sample and/or score a model on a split; write rows, summary, table, figures")
+    from .data import add_source_arguments
+
+    m = run.add_argument_group("model")
+    m.add_argument("--model", required=True, help="Hub id, local folder, .gguf file, or smollm2-gguf (offline)")
+    m.add_argument("--gguf-file", help="GGUF file name inside --model (folder or Hub repo)")
+    m.add_argument("--adapter", help="PEFT adapter (Hub id or folder) on top of --model")
+    m.add_argument("--revision", help="Hub revision of the model and adapter")
+    m.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model dtype (default: the checkpoint's)")
+    m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
+    add_source_arguments(run)
+    e = run.add_argument_group("evaluation")
+    e.add_argument("--subset", choices=("test", "validation", "train"), default="test",
+                   help="which part of the split to evaluate (default: test)")
+    e.add_argument("--limit", type=int, help="evaluate only the first N contexts (quick runs)")
+    e.add_argument("--mode", choices=("sampled", "exact", "both"), default="sampled",
+                   help="sampled TVD (paper), exact TVD from word probabilities, or both (default: sampled)")
+    e.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampling/oracle seeds (paper: 42 123 456)")
+    e.add_argument("--num-samples", type=int, default=40, help="samples per context (default: 40)")
+    e.add_argument("--prompt", choices=("auto", "plain", "instruction", "one_shot"), default="auto",
+                   help="plain context, the paper's instruction prompt in the chat template, or the 1-shot prompt "
+                        "(default auto: instruction when the tokenizer has a chat template)")
+    e.add_argument("--one-shot-seed", type=int, default=42, help="seed choosing the 1-shot example from train")
+    e.add_argument("--batch-size", type=int, default=4, help="contexts per sampling batch (default: 4)")
+    e.add_argument("--max-new-tokens", type=int, default=16, help="token budget to complete the first word")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    e.add_argument("--top-k", type=int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
+    e.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
+    e.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="tree",
+                   help="word-scoring strategy of exact mode (default: tree)")
+    o = run.add_argument_group("output")
+    o.add_argument("--out", required=True, help="output folder (rows, summary.json, table.md, figures)")
+    o.add_argument("--name", help="row label in tables and figures (default: the model and adapter)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    o.add_argument("--no-figures", action="store_true", help="skip the figures")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compare", help="merge several runs into one table (and comparison figures)")
+    cmp_.add_argument("runs", nargs="+", help="run folders (or their summary.json); the first is the baseline")
+    cmp_.add_argument("--names", nargs="+", help="labels for the runs, in order")
+    cmp_.add_argument("--out", help="folder for table.md, runs.json and figures (default: print the table only)")
+    cmp_.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    cmp_.add_argument("--no-figures", action="store_true", help="skip the figures")
+    cmp_.set_defaults(func=cmd_compare)
+
+    ref = sub.add_parser("gpt2-reference",
+                         help="TVD of the packaged real GPT-2 samples on the paper's test split, with the oracle row")
+    ref.add_argument("--seeds", type=int, nargs="+", default=[42, 123, 456], help="oracle seeds (default: 42 123 456)")
+    ref.add_argument("--quirks", action="store_true",
+                     help="treat samples like the reference code (case-sensitive, failures dropped)")
+    ref.add_argument("--out", help="write the run there (rows, summary, table, figures)")
+    ref.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ref.add_argument("--no-figures", action="store_true", help="skip the figures")
+    ref.set_defaults(func=cmd_gpt2_reference)
+
+
+def _positive(value, name):
+    if value is not None and value < 1:
+        raise InputError(f"--{name} must be >= 1, got {value}")
+
+
+def cmd_run(args) -> int:
+    """``varylm eval run``: load the model and data, evaluate, write the run, print the table."""
+    from ..evaluation import evaluate_model, markdown_table
+    from .data import load_splits
+
+    _positive(args.limit, "limit")
+    _positive(args.num_samples, "num-samples")
+    splits, _ = load_splits(args)
+    records = splits[args.subset][: args.limit] if args.limit else splits[args.subset]
+    if not records:
+        raise InputError(f"--subset {args.subset}: no contexts in this split")
+    one_shot = None
+    if args.prompt == "one_shot":
+        from ..sft import one_shot_example
+
+        one_shot = one_shot_example(splits["train"], seed=args.one_shot_seed)
+    # everything about the inputs is checked before the (slow) model load
+    from ..evaluation import _check_out_dir
+
+    _check_out_dir(args.out, args.overwrite)
+    from ..modeling import load_model_and_tokenizer
+
+    dtype = None
+    if args.dtype:
+        import torch
+
+        dtype = getattr(torch, args.dtype)
+    model, tokenizer = load_model_and_tokenizer(
+        args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
+        device=args.device, trust_remote_code=args.trust_remote_code,
+    )
+    name = args.name or (f"{args.model} + {args.adapter}" if args.adapter else args.model)
+    summary = evaluate_model(
+        model, tokenizer, records, mode=args.mode, seeds=args.seeds, num_samples=args.num_samples,
+        prompt=args.prompt, one_shot_example=one_shot, batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        strategy=args.strategy, name=name, out_dir=args.out, figures=not args.no_figures,
+        overwrite=args.overwrite, progress=not args.quiet,
+        config={"model": args.model, "adapter": args.adapter, "gguf_file": args.gguf_file, "revision": args.revision,
+                "split": args.split, "subset": args.subset, "limit": args.limit},
+    )
+    print(markdown_table([summary]), end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """``varylm eval compare``: one table for several runs."""
+    from ..evaluation import compare_runs
+
+    table = compare_runs(args.runs, args.out, names=args.names, figures=not args.no_figures, overwrite=args.overwrite)
+    print(table, end="")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_gpt2_reference(args) -> int:
+    """``varylm eval gpt2-reference``: the real GPT-2 samples and the oracle on the paper's test split."""
+    from ..data import load_provo, split_records
+    from ..evaluation import _check_out_dir, markdown_table, reference_gpt2_rows, summarize, write_run
+
+    if args.out:
+        _check_out_dir(args.out, args.overwrite)
+    records = split_records(load_provo(), "paper")["test"]
+    rows = reference_gpt2_rows(records, seeds=args.seeds, quirks=args.quirks)
+    name = "GPT-2 (real samples" + (", reference quirks)" if args.quirks else ")")
+    summary = summarize(rows, name=name, seeds=args.seeds,
+                        config={"model": "gpt2", "samples": "packaged gpt2_samples_test (Ilia & Aziz 2024)",
+                                "quirks": args.quirks, "split": "paper", "subset": "test"})
+    print(markdown_table([summary]), end="")
+    if args.out:
+        write_run(args.out, rows, summary, figures=not args.no_figures, overwrite=args.overwrite)
+        print(f"wrote {args.out}")
+    return 0
