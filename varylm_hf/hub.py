@@ -24,15 +24,19 @@ The model card is rendered from two optional JSON files in the folder (see :data
      "label_mode": "all",                             # all | corpus | majority | sample_k
      "k": null,                                       # answers sampled per context (label_mode sample_k)
      "word_prob_definition": "paper",                 # paper | corrected
-     "dataset": "varylm/provo_cloze",                 # optional, Hub id or name of the training data
+     "dataset": "varylm/provo_cloze",                 # optional, Hub id of the training data ("data": name also read)
      "split": "paper",                                # paper | random | free text
      "seed": 42,                                      # int, or "seeds": [42, 123, 456]
      "hyperparameters": {"learning_rate": 1e-05, "per_device_train_batch_size": 16, "num_train_epochs": 3}}
 
-``eval_summary.json`` (from ``varylm eval``)::
+``eval_summary.json`` (a copy of the ``summary.json`` that ``varylm eval --out DIR`` writes, or pass its
+path as ``eval_summary=``)::
 
-    {"mean_tvd": 0.61, "oracle_tvd": 0.48,            # required when the file exists
-     "sd_tvd": 0.12, "n_contexts": 536, "split": "test", "num_samples": 40, "estimator": "sampled"}
+    {"mean_tvd": 0.61, "oracle_tvd": 0.48,            # required when the file exists, in [0, 1]
+     "n_contexts": 536, "seeds": [42, 123, 456],      # optional, shown in the card
+     "sd_tvd": 0.01,                                  # optional (else read from sampled.tvd.sd)
+     "split": "test", "num_samples": 40, "estimator": "sampled",
+     "mean_tvd_exact": 0.58, "failure_rate": 0.02, "human_entropy": 2.1}
 
 Endpoint and token: ``endpoint=``/``token=`` arguments win; otherwise ``HF_ENDPOINT`` is read when the
 function runs (so it may be set after ``huggingface_hub`` was imported) and the token comes from
@@ -91,18 +95,18 @@ _HPARAM_KEYS = (
     "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "seed", "bf16", "fp16",
 )
 _LABEL_MODES = {
-    "all": "soft labels: the relative frequency of every human answer, p(w|c) (the paper's L_Var)",
+    "all": "soft labels: the relative frequency of every human answer, p(w∣c) (the paper's L_Var)",
     "corpus": "one-hot target on the original corpus word (the paper's \"FT orig\" baseline)",
     "majority": "one-hot target on the most frequent human answer (the paper's \"FT maj\" baseline)",
     "sample_k": "k human answers sampled per context (the paper's ablation)",
 }
 _WORD_PROB = {
-    "paper": "q(w|c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
+    "paper": "q(w∣c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
     "corrected": "product of the word's token probabilities times the probability that the next token starts "
     "a new word (Pimentel & Meister, 2024)",
 }
 _RECIPES = {
-    "var": "word-level soft-label cross-entropy, -sum_w p(w|c) log q(w|c)",
+    "var": "word-level soft-label cross-entropy, -sum_w p(w∣c) log q(w∣c)",
     "ft-orig": "word-level cross-entropy on the corpus word",
     "ft-maj": "word-level cross-entropy on the majority human answer",
     "sample-k": "word-level cross-entropy on k sampled human answers",
@@ -345,7 +349,12 @@ def _fmt(value) -> str:
         return "not recorded"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return f"`{value}`" if isinstance(value, str) else str(value)
+    return _cell(f"`{value}`" if isinstance(value, str) else str(value))
+
+
+def _cell(text: str) -> str:
+    """Escape ``|`` so that free text cannot break a Markdown table row."""
+    return text.replace("|", "\\|")
 
 
 def render_model_card(
@@ -368,7 +377,7 @@ def render_model_card(
     run = dict(run or {})
     base = base_model or run.get("base_model")
     is_adapter = adapter_config is not None
-    dataset = run.get("dataset") or "provo_cloze"
+    dataset = run.get("dataset") or (run["data"] if isinstance(run.get("data"), str) else None) or "provo_cloze"
     split_name = (summary or {}).get("split") or "test"
     eval_results = None
     if summary:
@@ -398,11 +407,14 @@ def render_model_card(
     loss = run.get("loss") or _RECIPES.get(recipe or "", None)
     seeds = run.get("seeds") or ([run["seed"]] if run.get("seed") is not None else None)
     k_txt = f" (k = {run['k']})" if run.get("k") is not None else ""
+    label_txt = _LABEL_MODES.get(label_mode or "")
+    if recipe == "sft" and label_mode == "all":
+        label_txt = "every human answer, one (prompt, answer) training row per answer (the paper's data augmentation)"
     lines = [f"# {name}", ""]
     kind = "LoRA adapter for" if is_adapter else "Fine-tuned version of"
     base_txt = f"[{base}](https://huggingface.co/{base})" if base else "an unrecorded base model"
     lines += [
-        f"{kind} {base_txt}, trained with [varylm-hf](https://github.com/varylm/varylm-hf) so that its "
+        f"{kind} {base_txt}, trained with varylm-hf so that its "
         "next-word distribution matches the distribution of human next-word (cloze) answers, after "
         "*Learning to vary* (Groot, Lacunes & Ilia, 2025).",
         "",
@@ -412,8 +424,8 @@ def render_model_card(
         "|---|---|",
         f"| Base model | {_fmt(base)} |",
         f"| Recipe | {_fmt(recipe)} |",
-        f"| Loss | {loss or 'not recorded'} |",
-        f"| Label mode | {_fmt(label_mode)}{' — ' + _LABEL_MODES[label_mode] if label_mode in _LABEL_MODES else ''}{k_txt} |",
+        f"| Loss | {_cell(loss or 'not recorded')} |",
+        f"| Label mode | {_fmt(label_mode)}{' — ' + label_txt if label_txt else ''}{k_txt} |",
         f"| Word probability | {_fmt(wp)}{' — ' + _WORD_PROB[wp] if wp in _WORD_PROB else ''} |",
         f"| Training data | {_fmt(dataset)} (Provo Corpus predictability norms, Luke & Christianson 2018) |",
         f"| Split | {_fmt(run.get('split'))} (by passage, never by context) |",
@@ -434,8 +446,15 @@ def render_model_card(
         lines.append("Not recorded (no `hyperparameters` in varylm_run.json and no training_args.json).")
     lines += ["", "## Evaluation", ""]
     if summary:
-        sd = f" ± {summary['sd_tvd']:.4f}" if isinstance(summary.get("sd_tvd"), (int, float)) else ""
-        est = _fmt(summary.get("estimator")) + (f", {summary['num_samples']} samples" if summary.get("num_samples") else "")
+        sd_value = summary.get("sd_tvd")
+        if sd_value is None and isinstance(summary.get("sampled"), dict):  # varylm eval's summary.json
+            sd_value = (summary["sampled"].get("tvd") or {}).get("sd")
+        sd = f" ± {sd_value:.4f} (SD over seeds)" if isinstance(sd_value, (int, float)) else ""
+        estimator = summary.get("estimator") or (
+            "sampled" if "sampled" in summary else "exact" if "exact" in summary else None)
+        est = _fmt(estimator) + (f", {summary['num_samples']} samples" if summary.get("num_samples") else "")
+        if isinstance(summary.get("seeds"), list):
+            est += f", seeds {', '.join(str(x) for x in summary['seeds'])}"
         lines += [
             "Total variation distance (TVD) between the human next-word distribution and the model's, per "
             "context, averaged over the contexts of the split (after Ilia & Aziz, 2024). Lower is better; "
@@ -446,6 +465,10 @@ def render_model_card(
             f"| {split_name} | {summary['mean_tvd']:.4f}{sd} | {summary['oracle_tvd']:.4f} | "
             f"{_fmt(summary.get('n_contexts'))} | {est} |",
         ]
+        extra = [(key, summary.get(key)) for key in ("mean_tvd_exact", "failure_rate", "human_entropy")]
+        extra = [(key, value) for key, value in extra if isinstance(value, (int, float))]
+        if extra:
+            lines += [""] + [f"* {key}: {value:.4f}" for key, value in extra]
     else:
         lines.append(f"No evaluation summary was provided at upload time (`{EVAL_SUMMARY_FILE}`).")
     lines += ["", "## How to use", "", "```python"]
