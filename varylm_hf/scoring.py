@@ -50,6 +50,8 @@ __all__ = [
     "word_token_ids",
     "context_token_ids",
     "word_start_mask",
+    "encode_batch",
+    "supports_tree_attention",
     "score_token_ids",
     "score_words",
     "word_logprobs",
@@ -506,19 +508,23 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
 
 
 def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[str]], *, model=None,
-                 max_context_tokens: int | None = None, prompt_ids=None, add_bos: bool = True, eow: bool = False):
+                 max_context_tokens: int | None = None, prompt_ids=None, add_bos: bool = True, eow: bool = False,
+                 max_positions: int | None = None):
     """Tokenise contexts and their words for :func:`score_token_ids`.
 
-    Contexts are cut from the left so that context + longest word fits the model
-    (``max_context_tokens`` caps the context part further). ``prompt_ids`` is one id list for
-    all contexts or one per context.
+    Contexts are cut from the left so that context + longest word fits the model's position
+    limit (read from ``model``, or given as ``max_positions``); ``max_context_tokens`` caps the
+    context part further. ``prompt_ids`` is one id list for all contexts or one per context.
+
+    Returns:
+        ``(context_ids, word_ids)`` for :func:`score_token_ids`.
 
     Raises:
         InputError: an empty word, or a word too long for the model's context window.
     """
     if len(contexts) != len(words):
         raise InputError(f"{len(contexts)} contexts but {len(words)} word lists")
-    limit = _model_max_positions(model) if model is not None else None
+    limit = _model_max_positions(model) if model is not None else max_positions
     per_context_prompt = bool(prompt_ids) and isinstance(prompt_ids[0], (list, tuple))
     ctx_ids, w_ids = [], []
     for i, (context, ws) in enumerate(zip(contexts, words)):
