@@ -140,7 +140,8 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
 
     The model is conditioned exactly as the sampler conditions it (plain: ``[BOS] + context``;
     chat prompts: the formatted prompt, the word starting the response). Each word's probability
-    adds the probabilities of its :func:`surface_forms` whose normalised form is the word.
+    adds the probabilities of its :func:`surface_forms` whose normalised form is the word (forms
+    the tokenizer can only spell with its unknown token are left out).
     """
     import math
 
@@ -149,8 +150,14 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
 
     style = resolve_prompt_style(tokenizer, prompt)
     words = [[a["word"] for a in r["answers"]] for r in records]
+    unk = getattr(tokenizer, "unk_token_id", None)
+
+    def spellable(form: str) -> bool:  # a form the tokenizer can only write as <unk> is never sampled
+        return unk is None or unk not in tokenizer(" " + form, add_special_tokens=False)["input_ids"]
+
     forms = [
-        [[f for f in surface_forms(w) if normalize_word(f, normalizer) == w] or [w] for w in ws] for ws in words
+        [[w] + [f for f in surface_forms(w)[1:] if normalize_word(f, normalizer) == w and spellable(f)] for w in ws]
+        for ws in words
     ]
     flat = [[f for fs in per for f in fs] for per in forms]
     kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": progress}

@@ -113,10 +113,14 @@ def cmd_run(args) -> int:
         import torch
 
         dtype = getattr(torch, args.dtype)
-    model, tokenizer = load_model_and_tokenizer(
-        args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
-        device=args.device, trust_remote_code=args.trust_remote_code,
-    )
+    try:
+        model, tokenizer = load_model_and_tokenizer(
+            args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
+            device=args.device, trust_remote_code=args.trust_remote_code,
+        )
+    except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--model {args.model}: cannot load it ({first})") from err
     name = args.name or (f"{args.model} + {args.adapter}" if args.adapter else args.model)
     summary = evaluate_model(
         model, tokenizer, records, mode=args.mode, seeds=args.seeds, num_samples=args.num_samples,
