@@ -87,6 +87,7 @@ def load_model_and_tokenizer(
     gguf_file: str | None = None,
     adapter: str | None = None,
     revision: str | None = None,
+    adapter_revision: str | None = None,
     dtype=None,
     device: str | None = None,
     quantization_config=None,
@@ -98,7 +99,8 @@ def load_model_and_tokenizer(
         name_or_path: Hub id, local folder, ``.gguf`` path, or ``"smollm2-gguf"``.
         gguf_file: GGUF file name inside ``name_or_path`` (folder or Hub repo).
         adapter: optional PEFT adapter (Hub id or folder) loaded on top of the base model.
-        revision: Hub revision of the model (and of the adapter).
+        revision: Hub revision of the model.
+        adapter_revision: Hub revision of the adapter (default: its main branch).
         dtype: torch dtype (default: the checkpoint's; GGUF dequantises to float32).
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when available, else CPU).
         quantization_config: e.g. a 4-bit ``BitsAndBytesConfig`` for QLoRA.
@@ -127,7 +129,7 @@ def load_model_and_tokenizer(
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter, revision=revision)
+        model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
     if quantization_config is None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
