@@ -240,7 +240,8 @@ def test_var_units_hold_trl_tokens(tiny_chat_tokenizer):
             assert u["context_ids"] == p and w_ids == c
 
 
-def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+@pytest.mark.parametrize("strategy", ["tree", "context"])
+def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, tiny_chat_tokenizer, strategy):
     pytest.importorskip("varylm_hf.scoring")
     tok = tiny_chat_tokenizer
     model = tiny_chat_llama
@@ -253,12 +254,12 @@ def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, t
     units = sft.var_units(RECORDS, tok)
     collated = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
     with torch.no_grad():
-        var_loss, rows = sft.var_sft_loss(model, collated)
+        var_loss, rows = sft.var_sft_loss(model, collated, strategy=strategy)
     assert rows == 9
     torch.testing.assert_close(var_loss, sft_loss, rtol=1e-5, atol=1e-5)
     # per-row normalisation: mean over rows of each row's summed completion NLL
     with torch.no_grad():
-        var_rows, _ = sft.var_sft_loss(model, collated, normalize="rows")
+        var_rows, _ = sft.var_sft_loss(model, collated, normalize="rows", strategy=strategy)
     n_tokens = sum(n * len(w) for u in units for n, w in zip(u["counts"], u["word_ids"]))
     torch.testing.assert_close(var_rows, sft_loss * n_tokens / 9, rtol=1e-5, atol=1e-5)
 
@@ -274,3 +275,24 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     assert any("eval_loss" in h for h in trainer.state.log_history)
     assert _completion_nll(trainer.model.eval(), tok, RECORDS) < before - 0.2
     assert json.loads((tmp_path / "var" / "varylm_run.json").read_text())["recipe"] == "var"
+
+
+@pytest.mark.gguf
+def test_gguf_model_can_be_trained_with_lora(tmp_path):
+    from transformers import TrainingArguments
+
+    from varylm_hf.modeling import load_model_and_tokenizer, offline_model_path
+
+    try:
+        offline_model_path()
+    except InputError:
+        pytest.skip("offline SmolLM2 GGUF not installed")
+    model, tok = load_model_and_tokenizer("smollm2-gguf")
+    assert sft.unmark_gguf_quantization(model) and not sft.unmark_gguf_quantization(model)
+    units = sft.var_units(RECORDS[1:], tok)
+    assert tok.decode(units[0]["word_ids"][0]) == "mat<|im_end|>\n"
+    from peft import get_peft_model
+
+    args = TrainingArguments(str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none")
+    sft.VarSFTTrainer(model=get_peft_model(model, sft.lora_config(model)), args=args,
+                      train_dataset=sft.build_var_dataset(RECORDS[1:], tok))  # Trainer accepts it

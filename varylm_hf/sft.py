@@ -41,6 +41,7 @@ __all__ = [
     "qlora_available",
     "apply_cpu_4bit_workaround",
     "sft_config",
+    "unmark_gguf_quantization",
     "make_sft_trainer",
     "chat_token_ids",
     "var_units",
@@ -204,6 +205,25 @@ def apply_cpu_4bit_workaround(model) -> int:
 # --------------------------------------------------------------------------- SFT (TRL)
 
 
+def unmark_gguf_quantization(model) -> bool:
+    """Let Trainer train a model loaded from a GGUF file; returns whether anything changed.
+
+    transformers dequantises GGUF weights to ordinary float tensors but keeps a GGUF
+    "quantizer" on the model, and ``Trainer`` then refuses to train it ("quantization method do
+    not support training"). The weights are plain tensors, so the marker is dropped.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quantizer = getattr(base, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is None or str(getattr(method, "value", method)).lower() != "gguf":
+        return False
+    base.hf_quantizer = None
+    base.is_quantized = False
+    if hasattr(base.config, "quantization_config"):
+        del base.config.quantization_config
+    return True
+
+
 def _on_cuda() -> bool:
     import torch
 
@@ -274,6 +294,7 @@ def make_sft_trainer(model, tokenizer, train_dataset, eval_dataset=None, args=No
 
     if isinstance(model, str):
         raise InputError("`model`: pass a loaded model (varylm_hf.modeling.load_model_and_tokenizer), not a name")
+    unmark_gguf_quantization(model)
     if args is None:
         args = sft_config("runs/sft")
     if not args.completion_only_loss:
@@ -472,6 +493,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
     config.check()
     from peft import get_peft_model
 
+    unmark_gguf_quantization(model)
     in_4bit = bool(getattr(model, "is_loaded_in_4bit", False))
     if config.qlora != in_4bit:
         logger.warning("qlora=%s but the model is %s 4-bit: recording qlora=%s", config.qlora,
