@@ -207,6 +207,7 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
     assert run["base_model"] == str(base_dir) and run["recipe"] == "sft" and run["hyperparameters"]["qlora"] is False
     card = (out / "README.md").read_text()
     assert "library_name: peft" in card and f"base_model: {base_dir}" in card and "sft recipe" in card
+    assert "More Information Needed" not in card and run["train_rows"] == 9
     assert (out / "adapter_model.safetensors").exists()
 
     ids = torch.tensor([sum(sft.chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
@@ -274,7 +275,8 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     assert sum("loss" in h for h in trainer.state.log_history) == 8
     assert any("eval_loss" in h for h in trainer.state.log_history)
     assert _completion_nll(trainer.model.eval(), tok, RECORDS) < before - 0.2
-    assert json.loads((tmp_path / "var" / "varylm_run.json").read_text())["recipe"] == "var"
+    run = json.loads((tmp_path / "var" / "varylm_run.json").read_text())
+    assert run["recipe"] == "var" and run["train_rows"] == 9 and run["hyperparameters"]["batch_unit"] == "contexts"
 
 
 @pytest.mark.gguf

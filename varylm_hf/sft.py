@@ -550,7 +550,8 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
             model = get_peft_model(model, peft_cfg)
         trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds)
     trainer.train()
-    save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=len(train_ds))
+    rows = len(train_ds) if config.recipe == "sft" else sum(sum(c) for c in train_ds["counts"])
+    save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows)
     return trainer
 
 
@@ -567,6 +568,8 @@ def _hyperparameters(config: InstructConfig) -> dict:
 def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, train_rows: int | None = None) -> Path:
     """Save a PeftModel's adapter with a PEFT model card and ``varylm_run.json``; returns the folder.
 
+    ``train_rows`` is the number of augmented (prompt, answer) rows the training data stands for.
+
     The card's ``base_model`` is ``config.base_model_id`` (a Hub id, so that
     ``AutoPeftModelForCausalLM`` can fetch the base), falling back to the model's own name.
     """
@@ -577,7 +580,7 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
     base = config.base_model_id or model.peft_config["default"].base_model_name_or_path
     for cfg in model.peft_config.values():
         cfg.base_model_name_or_path = base
-    model.save_pretrained(out)
+    model.save_pretrained(out, save_embedding_layers=False)  # LoRA only; no Hub lookup of the base
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     run = {
@@ -596,25 +599,46 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
     card = ModelCard.load(out / "README.md")
     card.data.base_model = base
     card.data.library_name = "peft"
-    card.data.tags = sorted(set((card.data.tags or []) + ["varylm-hf", "lora", "sft", "human-variability"]))
-    unit = "rows" if config.recipe == "sft" else "contexts"
-    section = (
+    tags = [t for t in (card.data.tags or []) if not t.startswith("base_model:")]  # peft tags the local path
+    card.data.tags = sorted(set(tags + [f"base_model:adapter:{base}", "varylm-hf", "lora", "sft", "human-variability"]))
+    card.text = _card_text(config, base)
+    card.save(out / "README.md")
+    return out
+
+
+def _card_text(config: InstructConfig, base: str) -> str:
+    """Body of the adapter's model card (the YAML header is peft's, amended by :func:`save_adapter`)."""
+    import peft
+    import transformers
+
+    hp = _hyperparameters(config)
+    source = config.extra.get("model_source") if config.extra else None
+    rows = "one row per human answer" if config.label_mode == "all" else "one row per context"
+    recipe = ("TRL SFTTrainer on the augmented rows" if config.recipe == "sft"
+              else "the augmented-SFT objective with one row per context, each answer weighted by its count")
+    text = (
         f"# varylm-hf adapter: {config.recipe} recipe, {config.label_mode} answers\n\n"
         f"LoRA adapter for `{base}` trained to reproduce the spread of human next-word answers "
         "(after *Learning to vary*, Groot, Lacunes & Ilia, 2025).\n\n"
-        f"* Data: {config.data} cloze norms, `{config.split}` split (train passages only), "
-        f"label mode `{config.label_mode}` ({'one row per human answer' if config.label_mode == 'all' else 'one row per context'}).\n"
-        f"* Recipe: `{config.recipe}` ("
-        + ("TRL SFTTrainer on the augmented rows" if config.recipe == "sft"
-           else "augmented-SFT objective, one row per context, each answer weighted by its count")
-        + "); loss on the completion only.\n"
-        f"* Prompt: the paper's instruction prompt (Appendix A) through the chat template, same at evaluation.\n"
-        f"* Hyper-parameters: lr {config.learning_rate}, batch {_hyperparameters(config)['batch_size']} {unit}, "
-        f"{config.num_train_epochs} epochs, LoRA r={config.lora_r} alpha={config.lora_alpha} "
-        f"dropout={config.lora_dropout}, {'QLoRA 4-bit nf4' if config.qlora else 'no quantisation'}, seed {config.seed}.\n"
-        "* Load: `PeftModel.from_pretrained(base, path)` or `AutoPeftModelForCausalLM.from_pretrained(path)`; "
-        "full settings in `varylm_run.json`.\n\n"
+        f"* Data: {config.data} cloze norms, `{config.split}` split (training passages only), "
+        f"label mode `{config.label_mode}` ({rows}).\n"
+        f"* Recipe: `{config.recipe}`: {recipe}; loss on the completion (answer + end of turn) only.\n"
+        "* Prompt: the paper's instruction prompt (Appendix A) through the chat template, the same at evaluation.\n"
+        f"* Hyper-parameters: lr {config.learning_rate}, batch {hp['batch_size']} {hp['batch_unit']}, "
+        f"{config.num_train_epochs} epochs (max_steps {config.max_steps}), LoRA r={config.lora_r} "
+        f"alpha={config.lora_alpha} dropout={config.lora_dropout} on {', '.join(LORA_TARGET_MODULES)}, "
+        f"{'QLoRA 4-bit nf4 + double quantisation, bf16 compute' if config.qlora else 'no quantisation'}, "
+        f"seed {config.seed}.\n"
+        "* Load: `PeftModel.from_pretrained(base_model, path)` or `AutoPeftModelForCausalLM.from_pretrained(path)`; "
+        "all settings in `varylm_run.json`.\n"
     )
-    card.text = section + card.text
-    card.save(out / "README.md")
-    return out
+    if source:
+        text += (f"* Trained on `{source}`, a quantised copy of the base dequantised to float32: on the Hub weights "
+                 "the adapter behaves nearly, not exactly, the same.\n")
+    text += (
+        "\n## Limitations\n\nTrained on English reading-study passages (Provo cloze norms, CC BY 4.0, Luke & "
+        "Christianson 2018). Matching the human spread of answers there can lower accuracy on questions with one "
+        "right answer (paper Appendix G; check with `varylm_hf.qa`).\n\n"
+        f"## Framework versions\n\n- PEFT {peft.__version__}\n- Transformers {transformers.__version__}\n"
+    )
+    return text
