@@ -18,6 +18,7 @@ from .errors import VarylmError
 COMMAND_MODULES = [
     "varylm_hf.commands.data",
     "varylm_hf.commands.demo",
+    "varylm_hf.commands.reproduce",
     "varylm_hf.commands.hub",
     "varylm_hf.commands.eval",
 ]

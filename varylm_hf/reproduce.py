@@ -35,7 +35,8 @@ from pathlib import Path
 from .errors import InputError
 from .metrics import mean_sd
 
-__all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "plan_cells", "run_grid", "write_reports", "load_results"]
+__all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells", "run_grid", "write_reports",
+           "write_figures", "load_results"]
 
 CONDITIONS = ("base", "one_shot", "ft_corpus", "ft_majority", "ft_all", "oracle")
 LABEL_MODE = {"ft_corpus": "corpus", "ft_majority": "majority", "ft_all": "all"}
@@ -60,7 +61,9 @@ class ReproduceConfig:
     Grid:
         conditions, seeds, ablation_ks (label counts for the ablation; empty: none), qa (run the
         QA hit-rate check on base and fine-tuned models).
-    Training: epochs, learning_rate, batch_size, limit_train (contexts; ``None``: all).
+    Training: epochs, learning_rate, batch_size, limit_train (contexts; ``None``: all),
+        word_prob_definition, scoring_strategy and group_by_passage (batches of contexts of one
+        passage scored as one prefix tree: the fast default; ``False`` shuffles contexts freely).
     Evaluation: eval_mode (``"sampled"``, ``"exact"``), num_samples, limit_eval (test contexts).
     """
 
@@ -79,6 +82,8 @@ class ReproduceConfig:
     num_samples: int = 40
     limit_eval: int | None = None
     word_prob_definition: str = "paper"
+    scoring_strategy: str = "passage"
+    group_by_passage: bool = True
     out_dir: str = "runs/reproduce"
 
     def validate(self) -> None:
@@ -181,6 +186,11 @@ def run_grid(
         if bar is not None:
             bar.close()
     write_reports(out)
+    if status["done"]:
+        try:
+            write_figures(out)
+        except Exception as err:  # noqa: BLE001 - figures must not lose the tables
+            (out / "figures-error.txt").write_text(f"{type(err).__name__}: {err}\n", encoding="utf-8")
     return status
 
 
@@ -245,3 +255,137 @@ def write_reports(out_dir: str | os.PathLike) -> list[Path]:
         )
         written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------- the real cells
+
+
+class ModelRunner:
+    """The default ``run_cell``: trains and evaluates real models, loading the base model once.
+
+    Each cell gets a fresh copy of the base model (``copy.deepcopy`` of the one loaded first;
+    4-bit models are reloaded instead). Pretrained style trains with :class:`VarTrainer`
+    (word-level loss, plain contexts); instruct style with :func:`varylm_hf.sft.train_instruct`
+    (LoRA; ``config.recipe`` ``"var"`` or ``"sft"``) and evaluates through the chat template.
+    """
+
+    def __init__(self, config: ReproduceConfig, *, records=None, quantization_config=None):
+        from .data import load_provo, split_records
+
+        self.config = config
+        self.splits = split_records(records if records is not None else load_provo(), "paper")
+        self.train = self.splits["train"][: config.limit_train] if config.limit_train else self.splits["train"]
+        self.test = self.splits["test"][: config.limit_eval] if config.limit_eval else self.splits["test"]
+        self.quantization_config = quantization_config
+        self._base = None
+
+    def fresh_model(self):
+        """A trainable copy of the base model and its tokenizer."""
+        import copy
+
+        from .modeling import load_model_and_tokenizer
+
+        if self._base is None or self.quantization_config is not None:
+            self._base = load_model_and_tokenizer(self.config.model, quantization_config=self.quantization_config)
+            if self.quantization_config is not None:
+                return self._base
+        model, tokenizer = self._base
+        return copy.deepcopy(model), tokenizer
+
+    def _train(self, cell: Cell, model, tokenizer, cell_dir: Path):
+        import torch
+
+        cfg = self.config
+        if cfg.style == "pretrained":
+            from .trainer import VarTrainingArguments, train_var
+
+            args = VarTrainingArguments(
+                output_dir=str(cell_dir / "checkpoints"),
+                label_mode=cell.label_mode,
+                label_k=cell.k,
+                word_prob_definition=cfg.word_prob_definition,
+                scoring_strategy=cfg.scoring_strategy,
+                group_by_passage=cfg.group_by_passage,
+                num_train_epochs=cfg.epochs,
+                learning_rate=cfg.learning_rate,
+                per_device_train_batch_size=cfg.batch_size,
+                seed=cell.seed,
+                save_strategy="no",
+                report_to="none",
+                use_cpu=not torch.cuda.is_available(),
+                disable_tqdm=False,
+            )
+            trainer = train_var(model, tokenizer, self.train, None, args)
+            model = trainer.model
+        else:
+            from .sft import InstructConfig, train_instruct
+
+            if cell.label_mode == "sample_k":
+                raise InputError("the label-count ablation (ft_k<k>) is for --style pretrained")
+            icfg = InstructConfig(
+                output_dir=str(cell_dir / "adapter"),
+                recipe=cfg.recipe,
+                label_mode=cell.label_mode,
+                qlora=self.quantization_config is not None,
+                learning_rate=cfg.learning_rate,
+                batch_size=cfg.batch_size,
+                num_train_epochs=cfg.epochs,
+                seed=cell.seed,
+                word_prob_definition=cfg.word_prob_definition,
+            )
+            trainer = train_instruct(model, tokenizer, self.train, None, icfg)
+            model = trainer.model
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        model.eval()
+        return model, {"train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
+
+    def __call__(self, cell: Cell, config: ReproduceConfig, cell_dir: Path) -> dict:
+        """Train (for ``ft_*`` cells) and evaluate one cell; returns its result."""
+        from .evaluation import evaluate_model
+        from .metrics import oracle_tvd
+
+        if cell.condition == "oracle":
+            values = [oracle_tvd(r["answers"], seed=cell.seed) for r in self.test]
+            return {"mean_tvd": sum(values) / len(values), "n_contexts": len(values)}
+        model, tokenizer = self.fresh_model()
+        result: dict = {}
+        if cell.label_mode is not None:
+            model, info = self._train(cell, model, tokenizer, cell_dir)
+            result.update(info)
+        prompt, example = ("plain", None) if config.style == "pretrained" else ("instruction", None)
+        if cell.condition == "one_shot":
+            from .sft import one_shot_example
+
+            prompt, example = "one_shot", one_shot_example(self.train, seed=cell.seed)
+        summary = evaluate_model(
+            model, tokenizer, self.test, mode=config.eval_mode, seeds=[cell.seed], num_samples=config.num_samples,
+            prompt=prompt, one_shot_example=example, name=DISPLAY.get(cell.condition, cell.condition),
+            out_dir=cell_dir / "eval", overwrite=True, progress=True,
+            config={"model": config.model, "condition": cell.condition, "split": "paper/test"},
+        )
+        result.update(mean_tvd=summary["mean_tvd"], oracle_tvd=summary["oracle_tvd"], eval_dir="eval",
+                      n_contexts=summary["n_contexts"], failure_rate=summary.get("failure_rate"))
+        if config.qa:
+            from .qa import qa_hit_rate
+
+            qa = qa_hit_rate(model, tokenizer, n_samples=config.num_samples, seed=cell.seed, chat=config.style == "instruct")
+            result["qa_hit_rate"] = qa["hit_rate"]
+        return result
+
+
+def write_figures(out_dir: str | os.PathLike, seed: int | None = None) -> Path | None:
+    """Comparison table and figures (paper Figs. 1, 3, 4, 6, 7) over the evaluated cells of one seed."""
+    from .evaluation import compare_runs
+
+    out = Path(out_dir)
+    results = [r for r in load_results(out) if r.get("eval_dir")]
+    if seed is None and results:
+        seed = min(r["seed"] for r in results)
+    chosen = sorted((r for r in results if r["seed"] == seed), key=lambda r: _condition_order(r["condition"]))
+    if not chosen:
+        return None
+    paths = [out / "cells" / f"{r['condition']}-seed{r['seed']}" / r["eval_dir"] for r in chosen]
+    names = [DISPLAY.get(r["condition"], r["condition"]) for r in chosen]
+    target = out / f"figures-seed{seed}"
+    compare_runs(paths, target, names=names, figures=True, overwrite=True)
+    return target

@@ -1,0 +1,76 @@
+"""``varylm reproduce``: the paper's grid (Base, 1-shot, FT corpus/majority/all, Oracle) over seeds."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from ..reproduce import CONDITIONS, ReproduceConfig
+
+
+def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
+    """Flags mapping onto :class:`ReproduceConfig` (shared by ``reproduce`` and ``demo``)."""
+    parser.add_argument("--model", default=defaults.model, help=f"Hub id, folder, .gguf file or smollm2-gguf (default: {defaults.model})")
+    parser.add_argument("--style", choices=("pretrained", "instruct"), default=defaults.style,
+                        help="pretrained: word-level loss on plain contexts; instruct: chat prompt + LoRA (default: %(default)s)")
+    parser.add_argument("--recipe", choices=("var", "sft"), default=defaults.recipe,
+                        help="instruct style: word-level fast path (var) or SFT on augmented rows (default: %(default)s)")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=defaults.conditions, help="grid rows")
+    parser.add_argument("--seeds", nargs="+", type=int, default=defaults.seeds, help="seeds (default: %(default)s)")
+    parser.add_argument("--ablation-ks", nargs="*", type=int, default=defaults.ablation_ks,
+                        help="label-count ablation: k answers sampled per context (paper: 1 2 4 16 32)")
+    parser.add_argument("--qa", action="store_true", default=defaults.qa, help="also run the QA hit-rate check")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="training epochs (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
+    parser.add_argument("--limit-train", type=int, default=defaults.limit_train, help="use the first N training contexts")
+    parser.add_argument("--eval-mode", choices=("sampled", "exact"), default=defaults.eval_mode, help="(default: %(default)s)")
+    parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="samples per context (default: %(default)s)")
+    parser.add_argument("--limit-eval", type=int, default=defaults.limit_eval, help="evaluate the first N test contexts")
+    parser.add_argument("--word-prob-definition", choices=("paper", "eow"), default=defaults.word_prob_definition,
+                        help="word probability in the training loss (default: %(default)s)")
+    parser.add_argument("--scoring-strategy", choices=("pair", "context", "tree", "passage"), default=defaults.scoring_strategy,
+                        help="how the training loss scores words (default: %(default)s)")
+    parser.add_argument("--shuffle-contexts", dest="group_by_passage", action="store_false", default=defaults.group_by_passage,
+                        help="shuffle contexts freely instead of batching contexts of one passage together")
+    parser.add_argument("--out", default=defaults.out_dir, help="run folder; re-running skips finished cells (default: %(default)s)")
+
+
+def config_from_args(args) -> ReproduceConfig:
+    """Build the :class:`ReproduceConfig` from parsed flags."""
+    names = {f.name for f in fields(ReproduceConfig)}
+    values = {k.replace("-", "_"): v for k, v in vars(args).items() if k.replace("-", "_") in names}
+    values["out_dir"] = args.out
+    return ReproduceConfig(**values)
+
+
+def run_and_report(config: ReproduceConfig) -> int:
+    """Run the grid with real models and print the tables; exit status 1 if a cell failed."""
+    from ..reproduce import ModelRunner, run_grid
+
+    config.validate()
+    status = run_grid(config, ModelRunner(config))
+    out = Path(config.out_dir)
+    for name in ("table.md", "ablation.md", "qa.md"):
+        if (out / name).exists():
+            print("\n" + (out / name).read_text(encoding="utf-8"))
+    print(f"done {len(status['done'])}, skipped (finished before) {len(status['skipped'])}, failed {len(status['failed'])}; results in {out}/")
+    for name in status["failed"]:
+        print(f"  failed: {name} (see {out}/cells/{name}/error.txt; re-run the same command to retry)")
+    return 1 if status["failed"] else 0
+
+
+def cmd_reproduce(args) -> int:
+    """Entry point of ``varylm reproduce``."""
+    return run_and_report(config_from_args(args))
+
+
+def register(subparsers) -> None:
+    """Add the ``reproduce`` command."""
+    parser = subparsers.add_parser(
+        "reproduce", help="run the paper's grid for one model (resumable)",
+        description="Base / 1-shot / FT corpus / FT majority / FT all / Oracle over seeds, then the "
+        "Table-1 markdown, the figures, the label-count ablation and the QA table. Finished cells are skipped.",
+    )
+    add_grid_arguments(parser, ReproduceConfig())
+    parser.set_defaults(func=cmd_reproduce)
