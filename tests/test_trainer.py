@@ -192,3 +192,26 @@ def test_save_run_writes_model_tokenizer_config_and_card(tmp_path, tok):
     assert cfg["varylm"]["label_mode"] == "all" and "eval_loss" in cfg["metrics"]
     card = (out / "README.md").read_text()
     assert "base_model: tiny-gpt2" in card and "L_Var" in card and "python train.py" in card
+
+
+@pytest.mark.slow  # two torchrun processes start in 30-120 s on 2 shared cores
+def test_two_process_gloo_run_matches_one_process(tmp_path):
+    """torchrun --nproc_per_node 2 (2 x 2 contexts) gives the loss curve of 1 process (4 contexts)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    helper = str(Path(__file__).with_name("ddp_train_helper.py"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one, two = tmp_path / "one" / "r.json", tmp_path / "two" / "r.json"
+    one.parent.mkdir()
+    two.parent.mkdir()
+    subprocess.run([sys.executable, helper, str(one), "4", "3"], check=True, env=env, capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    proc = subprocess.run(torchrun + [helper, str(two), "2", "3"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert b["world_size"] == 2 and len(a["losses"]) == 3
+    assert b["losses"] == pytest.approx(a["losses"], abs=1e-4)
+    assert b["checksum"] == pytest.approx(a["checksum"], rel=1e-6)

@@ -29,6 +29,7 @@ from transformers import Trainer, TrainingArguments
 from .collator import VarCollator
 from .data import LABEL_MODES
 from .errors import InputError, VarylmError
+from .sft import unmark_gguf_quantization
 from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_loss, word_start_mask
 
 __all__ = [
@@ -168,6 +169,7 @@ class VarTrainer(Trainer):
             raise InputError("`model`: pass a loaded causal LM (varylm_hf.modeling.load_model_and_tokenizer)")
         if processing_class is None:
             raise InputError("`processing_class`: VarTrainer needs the model's tokenizer")
+        unmark_gguf_quantization(model)  # GGUF weights are dequantised floats: full fine-tuning is fine
         # collator
         if data_collator is None:
             data_collator = VarCollator(
@@ -239,7 +241,7 @@ def _var_config(args: VarTrainingArguments) -> dict:
     keys = ("label_mode", "label_k", "word_prob_definition", "scoring_strategy", "max_context_tokens",
             "group_by_passage", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
             "num_train_epochs", "seed", "optim", "weight_decay", "lr_scheduler_type", "warmup_steps")
-    return {k: getattr(args, k) for k in keys}
+    return {k: getattr(getattr(args, k), "value", getattr(args, k)) for k in keys}  # enums -> plain values
 
 
 def write_model_card(output_dir, args: VarTrainingArguments, *, base_model: str, dataset: str = "Provo cloze norms",
@@ -280,7 +282,7 @@ cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
   ({"product of its token probabilities, eq. 3 of the paper" if args.word_prob_definition == "paper" else
     "product of its token probabilities times the probability that the next token starts a new word"}).
 * Words scored with the `{args.scoring_strategy}` strategy (prefix sharing; same loss as scoring each word alone).
-* Optimiser: {args.optim} (weight decay {args.weight_decay}), learning rate {args.learning_rate},
+* Optimiser: {cfg["optim"]} (weight decay {args.weight_decay}), learning rate {args.learning_rate},
   {args.per_device_train_batch_size} contexts per device and step, {args.num_train_epochs} epochs, seed {args.seed}.
 
 | hyper-parameter | value |
@@ -316,8 +318,10 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
     if not trainer.is_world_process_zero():
         return out
     (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; run_config.json holds the same
-    metrics = {k: v for k, v in (trainer.state.log_history[-1] if trainer.state.log_history else {}).items()
-               if isinstance(v, (int, float)) and k.startswith(("eval_", "train_loss"))}
+    metrics = {}  # the last value of each eval_* metric and train_loss
+    for entry in trainer.state.log_history:
+        metrics.update({k: v for k, v in entry.items() if isinstance(v, (int, float))
+                        and (k == "train_loss" or (k.startswith("eval_") and "runtime" not in k and "per_second" not in k))})
     config = {"varylm": _var_config(trainer.args), "base_model": base_model, "split": split,
               "num_train_contexts": len(trainer.train_dataset) if trainer.train_dataset is not None else None,
               "metrics": metrics, "command": command,
