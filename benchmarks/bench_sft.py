@@ -34,6 +34,7 @@ def main(argv=None) -> int:
 
     import torch
     from peft import get_peft_model
+    from tqdm.auto import tqdm
 
     from varylm_hf import sft
     from varylm_hf.data import load_provo, split_records
@@ -60,12 +61,12 @@ def main(argv=None) -> int:
     n_comp = sum(sum(1 for x in r["labels"] if x != -100) for r in rows)
     sft_tokens, sft_nll = 0, 0.0
     t0 = time.perf_counter()
-    for start in range(0, len(rows), args.rows_per_batch):
+    for start in tqdm(range(0, len(rows), args.rows_per_batch), desc="SFT micro-batches"):
         batch = trainer.data_collator(rows[start : start + args.rows_per_batch])
         n_here = int((batch["labels"][:, 1:] != -100).sum())
         loss = trainer.compute_loss(model, batch)
         (loss * n_here / n_comp).backward()
-        sft_nll += float(loss) * n_here
+        sft_nll += float(loss.detach()) * n_here
         sft_tokens += int(batch["input_ids"].numel())
     t_sft = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
