@@ -43,6 +43,17 @@ def test_exact_probs_match_brute_force_with_surface_forms(model, wordlevel_token
     assert E.surface_forms("3d") == ["3d"] and E.surface_forms("éte") == ["éte", "Éte"]
 
 
+def test_exact_strategies_agree(tiny_chat_tokenizer, tiny_chat_llama, model, wordlevel_tokenizer):
+    """`passage` (contexts of a passage share one trie) gives the numbers of `tree`, plain and chat."""
+    text = "the cat sat on the mat and the dog ran"
+    recs = [_record(i, text[:k], [("the", 3), ("a", 2), ("cat", 1)]) for i, k in enumerate([7, 11, 14, 18])]
+    for m, tok in ((model, wordlevel_tokenizer), (tiny_chat_llama, tiny_chat_tokenizer)):
+        tree = E.exact_word_probs(m, tok, recs, strategy="tree")
+        passage = E.exact_word_probs(m, tok, recs, strategy="passage")
+        for a, b in zip(tree, passage):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-9)
+
+
 def test_sampled_tvd_approaches_exact_tvd(model, wordlevel_tokenizer):
     """The sampled TVD is a biased, noisy estimate of the exact one; both shrink as samples grow."""
     exact = E.evaluate_model(model, wordlevel_tokenizer, RECORDS, mode="exact", progress=False, return_rows=True)[1]

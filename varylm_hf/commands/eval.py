@@ -52,8 +52,8 @@ def register(subparsers) -> None:
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     e.add_argument("--top-k", type=int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
     e.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
-    e.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="tree",
-                   help="word-scoring strategy of exact mode (default: tree)")
+    e.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="passage",
+                   help="word-scoring strategy of exact mode (default: passage, sharing passage prefixes)")
     o = run.add_argument_group("output")
     o.add_argument("--out", required=True, help="output folder (rows, summary.json, table.md, figures)")
     o.add_argument("--name", help="row label in tables and figures (default: the model and adapter)")
