@@ -202,3 +202,24 @@ def test_cli_gpt2_reference(tmp_path, capsys):
     assert main(["eval", "gpt2-reference", "--seeds", "42", "--out", str(tmp_path / "ref"), "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert "GPT-2 (real samples)" in out and "0.607" in out
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+def test_offline_smollm2_sampled_and_exact(test_split):
+    """The real offline model end to end: chat prompt, samples are words, exact mass is a probability."""
+    from varylm_hf.modeling import load_model_and_tokenizer, offline_model_path
+
+    try:
+        offline_model_path()
+    except InputError:
+        pytest.skip("offline SmolLM2 GGUF not installed")
+    model, tok = load_model_and_tokenizer("smollm2-gguf", device="cpu")
+    summary, rows = E.evaluate_model(model, tok, test_split[20:23], mode="both", num_samples=10,
+                                     progress=False, return_rows=True)
+    assert summary["config"]["prompt"] == "instruction"
+    sampled = [r for r in rows if r["mode"] == "sampled"]
+    assert all(sum(r["samples"].values()) == 10 for r in sampled)
+    assert summary["sampled"]["failure_rate"]["mean"] < 0.5
+    for r in (r for r in rows if r["mode"] == "exact"):
+        assert 0.0 < r["human_mass"] <= 1.0 and 0.0 <= r["tvd"] <= 1.0
