@@ -15,6 +15,9 @@ The same with TRL's SFTTrainer on the augmented rows (~40 rows per context; slow
     OMP_NUM_THREADS=2 python examples/train_instruct.py --model_name_or_path smollm2-gguf --no-qlora \\
         --recipe sft --limit_contexts 8 --max_steps 10 --batch_size 8 --per_device_batch_size 8
 
+QLoRA is the default wherever bitsandbytes imports (CUDA: bf16 compute; CPU: float32 compute, ~60 s per
+context step for SmolLM2 on 2 cores, see docs/qlora.md); without it the script says so and trains LoRA.
+
 The adapter folder holds a PEFT model card and ``varylm_run.json``; load it with
 ``PeftModel.from_pretrained(base, folder)`` or ``AutoPeftModelForCausalLM.from_pretrained(folder)``.
 """
@@ -76,21 +79,22 @@ def main(argv=None) -> int:
 
     from varylm_hf.data import load_provo, split_records
     from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
-    from varylm_hf.sft import qlora_available, qlora_quantization_config, train_instruct
+    from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
 
     set_seed(args.seed)
     splits = split_records(load_provo(), args.split)
     train = _subset(splits["train"], args.limit_contexts, args.seed)
     evals = _subset(splits["validation"], args.limit_contexts, args.seed) if args.eval else None
 
-    quant = None
-    if args.qlora:
-        ok, reason = qlora_available()
-        if ok:
-            quant = qlora_quantization_config()
-        else:
+    qlora = args.qlora
+    if qlora:
+        qlora, reason = qlora_available()
+        if not qlora:
             print(f"QLoRA unavailable ({reason}): training plain LoRA on the full-precision model", file=sys.stderr)
-    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, quantization_config=quant)
+    if qlora:  # 4-bit nf4; bf16 compute on CUDA, float32 on CPU; GGUF files are dequantised first
+        model, tokenizer = load_qlora_model(args.model_name_or_path)
+    else:
+        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
     if args.model_name_or_path == OFFLINE_MODEL:
         base_id = args.base_model_id or OFFLINE_MODEL_HUB_ID
     else:
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
                          "(the instruction recipe needs an instruction-tuned model)")
     config = InstructConfig(
         output_dir=args.output_dir or f"runs/instruct-{args.recipe}-{args.label_mode}",
-        recipe=args.recipe, label_mode=args.label_mode, qlora=quant is not None,
+        recipe=args.recipe, label_mode=args.label_mode, qlora=qlora,
         learning_rate=args.learning_rate, batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
         logging_steps=args.logging_steps, base_model_id=base_id, split=args.split,

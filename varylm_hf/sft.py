@@ -37,9 +37,14 @@ __all__ = [
     "build_sft_dataset",
     "one_shot_example",
     "lora_config",
+    "QLORA_COMPUTE_DTYPES",
+    "qlora_compute_dtype",
     "qlora_quantization_config",
     "qlora_available",
     "apply_cpu_4bit_workaround",
+    "compute_dtype_4bit",
+    "cast_trainable_to_compute_dtype",
+    "load_qlora_model",
     "sft_config",
     "unmark_gguf_quantization",
     "make_sft_trainer",
@@ -161,45 +166,158 @@ def lora_config(
     )
 
 
-def qlora_quantization_config():
-    """The paper's 4-bit quantisation (Appendix B): nf4 (set explicitly: the default is fp4),
-    double quantisation, bfloat16 compute, as a :class:`transformers.BitsAndBytesConfig`."""
+#: Names accepted for the compute dtype of 4-bit layers (``"auto"``: :func:`qlora_compute_dtype`).
+QLORA_COMPUTE_DTYPES = ("auto", "bfloat16", "float32", "float16")
+
+
+def qlora_compute_dtype(device: str | None = None):
+    """The compute dtype :func:`qlora_quantization_config` picks for ``compute_dtype="auto"``.
+
+    bfloat16 on CUDA (the paper's setting); float32 on CPU, where bitsandbytes dequantises
+    the 4-bit weights for every matmul anyway: float32 runs about twice as fast as bfloat16 on a
+    CPU without AVX512-BF16 and gives gradients identical to those of the dequantised
+    float32 model (docs/qlora.md). ``device`` defaults to CUDA when available.
+    """
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def qlora_quantization_config(compute_dtype="bfloat16"):
+    """The paper's 4-bit quantisation (Appendix B) as a :class:`transformers.BitsAndBytesConfig`.
+
+    nf4 (set explicitly: the default is fp4), double quantisation, and ``compute_dtype``:
+    bfloat16 by default (the paper); ``"auto"`` picks bfloat16 on CUDA and float32 on CPU
+    (:func:`qlora_compute_dtype`); a ``torch.dtype`` or one of :data:`QLORA_COMPUTE_DTYPES`.
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
+    if isinstance(compute_dtype, str):
+        if compute_dtype not in QLORA_COMPUTE_DTYPES:
+            raise InputError(f"`compute_dtype`={compute_dtype!r}: expected one of {', '.join(QLORA_COMPUTE_DTYPES)}")
+        compute_dtype = qlora_compute_dtype() if compute_dtype == "auto" else getattr(torch, compute_dtype)
+    if compute_dtype not in (torch.bfloat16, torch.float32, torch.float16):
+        raise InputError(f"`compute_dtype`={compute_dtype}: expected bfloat16, float32 or float16")
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype,
     )
 
 
 def qlora_available() -> tuple[bool, str]:
     """Whether QLoRA can run here: ``(ok, reason)``. bitsandbytes is an optional extra (``.[qlora]``)."""
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes
     except Exception as err:  # ImportError, or a broken native library
         return False, f"bitsandbytes is not usable ({type(err).__name__}); install varylm-hf[qlora]"
-    return True, "bitsandbytes available"
+    return True, f"bitsandbytes {bitsandbytes.__version__}"
 
 
 def apply_cpu_4bit_workaround(model) -> int:
     """Turn off bitsandbytes' AVX512-BF16 weight repacking on every 4-bit layer; returns how many.
 
-    On CPUs with AVX512-BF16 an eval-mode forward repacks 4-bit weights and later LoRA
-    gradients are silently wrong (DESIGN.md §3). Harmless elsewhere.
+    On CPUs with AVX512-BF16, bitsandbytes repacks a layer's 4-bit weights for a fast inference
+    kernel the first time it runs in eval mode without gradients; the kernel has no backward,
+    so LoRA gradients computed afterwards are silently wrong (DESIGN.md §3). This sets
+    ``support_avx512bf16_for_cpu = False`` on every ``bnb.nn.Linear4bit`` and converts weights
+    that were already repacked back to the training layout (their double-quantised scales are
+    re-quantised on the way, a change of ~1e-3 in the outputs). Harmless on other CPUs and CUDA.
+    Call it right after loading: :func:`load_qlora_model` and :func:`train_instruct` do.
     """
     try:
         import bitsandbytes as bnb
     except Exception:
         return 0
-    n = 0
+    n = restored = 0
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
+            state = getattr(module.weight, "quant_state", None)
+            if state is not None and getattr(state, "packing_format_for_cpu", False):
+                from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+                module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                    module.weight.data, state
+                )
+                restored += 1
+            n += 1
+    if restored:
+        logger.warning("%d 4-bit layers had been repacked for CPU inference by an earlier eval forward; "
+                       "restored the training layout", restored)
+    return n
+
+
+def compute_dtype_4bit(model):
+    """The compute dtype of a model's 4-bit layers (``None`` if it has none)."""
+    try:
+        import bitsandbytes as bnb
+    except Exception:
+        return None
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            return module.compute_dtype
+    return None
+
+
+def cast_trainable_to_compute_dtype(model) -> int:
+    """Store a 4-bit model's trainable (LoRA) weights in its 4-bit compute dtype; returns how many tensors.
+
+    TRL's SFTTrainer casts LoRA weights of quantised models to bfloat16 (the QLoRA paper's
+    choice, right with bfloat16 compute on CUDA). With float32 compute on CPU that would round
+    every optimizer update to bfloat16, so the adapter is kept in float32 there. Call it before
+    the optimizer is created (before ``trainer.train()``).
+    """
+    dtype = compute_dtype_4bit(model)
+    if dtype is None:
+        return 0
+    n = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype and param.is_floating_point():
+            param.data = param.data.to(dtype)
             n += 1
     return n
+
+
+def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revision: str | None = None,
+                     compute_dtype="auto"):
+    """Load a causal LM with 4-bit nf4 weights for QLoRA: ``(model, tokenizer)``, model in eval mode.
+
+    ``name_or_path`` is anything :func:`varylm_hf.modeling.load_model_and_tokenizer` takes. A GGUF
+    file cannot be quantised by transformers directly: it is dequantised, written to a
+    temporary safetensors folder and reloaded in 4-bit. ``compute_dtype`` as in
+    :func:`qlora_quantization_config` (default: bfloat16 on CUDA, float32 on CPU). The CPU
+    workaround (:func:`apply_cpu_4bit_workaround`) is applied. Raises :class:`InputError` when
+    bitsandbytes is not usable (check :func:`qlora_available` first to fall back to LoRA).
+    """
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    from .modeling import load_model_and_tokenizer, resolve_model_source
+
+    ok, reason = qlora_available()
+    if not ok:
+        raise InputError(f"QLoRA: {reason}")
+    quant = qlora_quantization_config(compute_dtype)
+    _, gguf = resolve_model_source(name_or_path, gguf_file)
+    if gguf is None:
+        model, tokenizer = load_model_and_tokenizer(name_or_path, revision=revision, quantization_config=quant)
+    else:
+        full, tokenizer = load_model_and_tokenizer(name_or_path, gguf_file=gguf_file, revision=revision, device="cpu")
+        unmark_gguf_quantization(full)
+        with tempfile.TemporaryDirectory(prefix="varylm-qlora-") as tmp:
+            full.save_pretrained(tmp)
+            del full
+            model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=quant)
+        if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    apply_cpu_4bit_workaround(model)
+    return model.eval(), tokenizer
 
 
 # --------------------------------------------------------------------------- SFT (TRL)
@@ -481,8 +599,8 @@ class InstructConfig:
 def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None):
     """Fine-tune an instruction-tuned model on cloze records with LoRA/QLoRA; save the adapter.
 
-    ``model`` is a loaded causal LM (load QLoRA models with
-    ``quantization_config=qlora_quantization_config()``). Trains with ``config.recipe`` and
+    ``model`` is a loaded causal LM (load QLoRA models with :func:`load_qlora_model`, or with
+    ``quantization_config=qlora_quantization_config("auto")``). Trains with ``config.recipe`` and
     writes the adapter, the tokenizer, a PEFT model card and ``varylm_run.json`` to
     ``config.output_dir``. Returns the trainer (``trainer.model`` is the PeftModel,
     ``trainer.state.log_history`` the losses).
@@ -502,8 +620,10 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
     if in_4bit:
         from peft import prepare_model_for_kbit_training
 
+        apply_cpu_4bit_workaround(model)  # before any forward: undo a repacking done by an earlier eval
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_on_cuda())
-        apply_cpu_4bit_workaround(model)
+        dtype = str(compute_dtype_4bit(model)).replace("torch.", "")
+        config = dataclasses.replace(config, extra={**config.extra, "bnb_4bit_compute_dtype": dtype})
     peft_cfg = lora_config(model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
     common = dict(
         learning_rate=config.learning_rate,
@@ -549,6 +669,8 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         if not hasattr(model, "peft_config"):
             model = get_peft_model(model, peft_cfg)
         trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds)
+    if in_4bit:
+        cast_trainable_to_compute_dtype(trainer.model)
     trainer.train()
     rows = len(train_ds) if config.recipe == "sft" else sum(sum(c) for c in train_ds["counts"])
     save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows)
@@ -606,6 +728,13 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
     return out
 
 
+def _quant_text(config: InstructConfig) -> str:
+    if not config.qlora:
+        return "no quantisation"
+    dtype = (config.extra or {}).get("bnb_4bit_compute_dtype", "bfloat16")
+    return f"QLoRA 4-bit nf4 + double quantisation, {dtype} compute"
+
+
 def _card_text(config: InstructConfig, base: str) -> str:
     """Body of the adapter's model card (the YAML header is peft's, amended by :func:`save_adapter`)."""
     import peft
@@ -627,7 +756,7 @@ def _card_text(config: InstructConfig, base: str) -> str:
         f"* Hyper-parameters: lr {config.learning_rate}, batch {hp['batch_size']} {hp['batch_unit']}, "
         f"{config.num_train_epochs} epochs (max_steps {config.max_steps}), LoRA r={config.lora_r} "
         f"alpha={config.lora_alpha} dropout={config.lora_dropout} on {', '.join(LORA_TARGET_MODULES)}, "
-        f"{'QLoRA 4-bit nf4 + double quantisation, bf16 compute' if config.qlora else 'no quantisation'}, "
+        f"{_quant_text(config)}, "
         f"seed {config.seed}.\n"
         "* Load: `PeftModel.from_pretrained(base_model, path)` or `AutoPeftModelForCausalLM.from_pretrained(path)`; "
         "all settings in `varylm_run.json`.\n"
