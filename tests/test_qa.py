@@ -83,3 +83,25 @@ def test_hit_rate_on_tiny_chat_model(tiny_chat_llama, tiny_chat_tokenizer):
     assert q["form"] == "question" and len(q["per_item"]) == 2
     with pytest.raises(InputError, match="chat template"):
         qa.qa_hit_rate(tiny_chat_llama, tiny_chat_tokenizer, ITEMS, n_samples=3, chat=False, form="question")
+
+
+def test_cli_eval_task_qa(tiny_chat_llama, tiny_chat_tokenizer, tmp_path, capsys):
+    """`varylm eval run --task qa` writes the hit rate per seed; --adapter alone needs a base model."""
+    from varylm_hf.cli import main
+
+    folder = tmp_path / "tiny"
+    tiny_chat_llama.save_pretrained(folder)
+    tiny_chat_tokenizer.save_pretrained(folder)
+    out = tmp_path / "qa"
+    args = ["eval", "run", "--task", "qa", "--model", str(folder), "--limit", "3", "--num-samples", "4",
+            "--seeds", "1", "2", "--quiet", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    assert "QA hit rate" in capsys.readouterr().out
+    summary = json.loads((out / "qa_summary.json").read_text())
+    assert summary["n_items"] == 3 and len(summary["per_seed"]) == 2 and summary["chat"] is True
+    assert 0.0 <= summary["hit_rate"] <= 1.0
+    items = [json.loads(line) for line in (out / "qa_items.jsonl").read_text().splitlines()]
+    assert len(items) == 3 and all(len(it["samples"]) == 4 for it in items)
+    assert main(args) == 2  # refuses to overwrite
+    assert main(["eval", "run", "--task", "qa", "--out", str(tmp_path / "x")]) == 2
+    assert "--model is required" in capsys.readouterr().err

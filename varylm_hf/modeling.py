@@ -81,6 +81,11 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote
     return tokenizer
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def load_model_and_tokenizer(
     name_or_path: str,
     *,
@@ -122,14 +127,20 @@ def load_model_and_tokenizer(
         kwargs["dtype"] = dtype
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-    tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     if not gguf and os.path.isdir(source) and not (Path(source) / "config.json").exists():
         raise InputError(f"--model {name_or_path}: folder has no config.json (not a transformers model)")
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    try:
+        tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
+        raise InputError(f"--model {name_or_path}: cannot load it ({_first_line(err)})") from err
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
+        try:
+            model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
+        except (OSError, ValueError) as err:
+            raise InputError(f"--adapter {adapter}: cannot load it ({_first_line(err)})") from err
     if quantization_config is None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     from .data import add_source_arguments
 
     m = run.add_argument_group("model")
-    m.add_argument("--model", required=True, help="Hub id, local folder, .gguf file, or smollm2-gguf (offline)")
+    m.add_argument("--model", help="Hub id, local folder, .gguf file, or smollm2-gguf (offline); "
+                   "default with --adapter: the adapter's base model")
     m.add_argument("--gguf-file", help="GGUF file name inside --model (folder or Hub repo)")
     m.add_argument("--adapter", help="PEFT adapter (Hub id or folder) on top of --model")
     m.add_argument("--revision", help="Hub revision of the model and adapter")
@@ -36,6 +37,11 @@ def register(subparsers) -> None:
     m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
     add_source_arguments(run)
     e = run.add_argument_group("evaluation")
+    e.add_argument("--task", choices=("cloze", "qa"), default="cloze",
+                   help="cloze: TVD against human answers (default); qa: hit rate on the packaged general-knowledge "
+                        "items (paper Table 3)")
+    e.add_argument("--qa-form", choices=("context", "question"), default="context",
+                   help="qa task: next-word form of each item, or the question prompt (default: context)")
     e.add_argument("--subset", choices=("test", "validation", "train"), default="test",
                    help="which part of the split to evaluate (default: test)")
     e.add_argument("--limit", type=int, help="evaluate only the first N contexts (quick runs)")
@@ -93,6 +99,14 @@ def cmd_run(args) -> int:
 
     _positive(args.limit, "limit")
     _positive(args.num_samples, "num-samples")
+    if args.model is None:
+        if not args.adapter:
+            raise InputError("--model is required (or give --adapter to use the adapter's base model)")
+        from ..hub import adapter_base_model
+
+        args.model = adapter_base_model(args.adapter, args.revision)
+    if args.task == "qa":
+        return _run_qa(args)
     splits, _ = load_splits(args)
     records = splits[args.subset][: args.limit] if args.limit else splits[args.subset]
     if not records:
@@ -106,21 +120,7 @@ def cmd_run(args) -> int:
     from ..evaluation import _check_out_dir
 
     _check_out_dir(args.out, args.overwrite)
-    from ..modeling import load_model_and_tokenizer
-
-    dtype = None
-    if args.dtype:
-        import torch
-
-        dtype = getattr(torch, args.dtype)
-    try:
-        model, tokenizer = load_model_and_tokenizer(
-            args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
-            device=args.device, trust_remote_code=args.trust_remote_code,
-        )
-    except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"--model {args.model}: cannot load it ({first})") from err
+    model, tokenizer = _load(args)
     name = args.name or (f"{args.model} + {args.adapter}" if args.adapter else args.model)
     summary = evaluate_model(
         model, tokenizer, records, mode=args.mode, seeds=args.seeds, num_samples=args.num_samples,
@@ -133,6 +133,55 @@ def cmd_run(args) -> int:
     )
     print(markdown_table([summary]), end="")
     print(f"wrote {args.out}")
+    return 0
+
+
+def _load(args):
+    from ..modeling import load_model_and_tokenizer
+
+    dtype = None
+    if args.dtype:
+        import torch
+
+        dtype = getattr(torch, args.dtype)
+    return load_model_and_tokenizer(
+        args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
+        device=args.device, trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _run_qa(args) -> int:
+    """``varylm eval run --task qa``: hit rate over the QA items, one run per seed."""
+    import json
+    import os
+    from pathlib import Path
+
+    from ..evaluation import _check_out_dir
+    from ..metrics import mean_sd
+    from ..qa import load_qa_items, qa_hit_rate
+
+    _check_out_dir(args.out, args.overwrite)
+    items = load_qa_items()
+    items = items[: args.limit] if args.limit else items
+    model, tokenizer = _load(args)
+    chat = args.prompt in ("instruction", "one_shot") or (args.prompt == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+    runs = [qa_hit_rate(model, tokenizer, items, n_samples=args.num_samples, seed=seed, chat=chat, form=args.qa_form,
+                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+            for seed in args.seeds]
+    mean, sd = mean_sd([r["hit_rate"] for r in runs])
+    summary = {"task": "qa", "model": args.model, "adapter": args.adapter, "n_items": len(items), "chat": chat,
+               "form": args.qa_form, "num_samples": args.num_samples, "seeds": args.seeds,
+               "hit_rate": mean, "hit_rate_sd": sd, "per_seed": [r["hit_rate"] for r in runs]}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "qa_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "qa_summary.json")
+    with open(out / "qa_items.jsonl", "w", encoding="utf-8") as fh:
+        for item in runs[0]["per_item"]:
+            fh.write(json.dumps(item) + "\n")
+    print(f"| Model | QA hit rate ± SD (↑) |\n|---|---|\n| {args.name or args.model} | {mean:.3f} ± {sd:.3f} |")
+    print(f"wrote {out}")
     return 0
 
 
