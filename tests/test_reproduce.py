@@ -69,3 +69,45 @@ def test_ablation_and_qa_reports(tmp_path):
     ablation = (tmp_path / "ablation.md").read_text()
     assert ablation.index("ft_k1 ") < ablation.index("ft_k16")
     assert "| Base | 0.250 ± 0.000 | 1 |" in (tmp_path / "qa.md").read_text()
+
+
+def _rec(pid, pos, context, answers):
+    answers = [{"word": w, "count": c} for w, c in answers]
+    return {"id": f"t-{pid:02d}-{pos:03d}", "passage_id": pid, "word_position": pos, "context": context,
+            "corpus_word": answers[-1]["word"], "answers": answers,
+            "num_answers": sum(a["count"] for a in answers), "majority": answers[0]["word"]}
+
+
+def test_real_cells_on_a_tiny_model_resume(tmp_path, wordlevel_tokenizer):
+    """ModelRunner trains and evaluates a tiny GPT-2; a second run skips every finished cell."""
+    from conftest import make_wordlevel_gpt2
+
+    from varylm_hf.reproduce import ModelRunner
+
+    folder = tmp_path / "tiny"
+    make_wordlevel_gpt2(wordlevel_tokenizer).save_pretrained(folder)
+    wordlevel_tokenizer.save_pretrained(folder)
+    records = [  # passage 1 is in the paper's train split, passage 6 in its test split
+        _rec(1, 3, "the cat", [("sat", 6), ("ran", 2)]),
+        _rec(1, 4, "the cat sat", [("on", 7), ("and", 1)]),
+        _rec(1, 5, "the cat sat on", [("the", 5), ("a", 3)]),
+        _rec(6, 3, "a dog", [("ran", 4), ("sat", 4)]),
+        _rec(6, 4, "a dog ran", [("and", 6), ("on", 2)]),
+    ]
+    cfg = ReproduceConfig(model=str(folder), conditions=["base", "ft_all", "oracle"], seeds=[3], epochs=2,
+                          learning_rate=1e-2, batch_size=2, num_samples=6, eval_mode="sampled",
+                          out_dir=str(tmp_path / "run"))
+    status = run_grid(cfg, ModelRunner(cfg, records=records), progress=False)
+    assert status["failed"] == [] and len(status["done"]) == 3
+    results = {r["condition"]: r for r in load_results(tmp_path / "run")}
+    assert results["ft_all"]["train_loss_last"] < results["ft_all"]["train_loss_first"]
+    assert results["base"]["n_contexts"] == 2 and 0.0 <= results["base"]["mean_tvd"] <= 1.0
+    assert (tmp_path / "run/cells/ft_all-seed3/eval/summary.json").exists()
+    assert (tmp_path / "run/figures-seed3").is_dir()
+
+    class Exploding(ModelRunner):
+        def fresh_model(self):
+            raise AssertionError("a finished cell was run again")
+
+    again = run_grid(cfg, Exploding(cfg, records=records), progress=False)
+    assert again["done"] == [] and again["failed"] == [] and len(again["skipped"]) == 3

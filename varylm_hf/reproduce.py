@@ -224,36 +224,22 @@ def write_reports(out_dir: str | os.PathLike) -> list[Path]:
     """Write ``table.md`` (and ``ablation.md``, ``qa.md`` when those cells exist) from finished cells."""
     out = Path(out_dir)
     results = load_results(out)
+    has_ablation = any(r["condition"].startswith("ft_k") for r in results)
+    reports = [
+        ("table.md", "Mean TVD to the human answers over test contexts (mean ± SD over seeds; lower is better)",
+         [r for r in results if r["condition"] in CONDITIONS], "mean_tvd", "Mean TVD ± SD (↓)"),
+        ("ablation.md", "Label-count ablation: k human answers sampled per context (paper Fig. 9)",
+         [r for r in results if r["condition"].startswith("ft_k") or r["condition"] in ("base", "ft_all")]
+         if has_ablation else [], "mean_tvd", "Mean TVD ± SD (↓)"),
+        ("qa.md", "QA hit rate: fraction of samples equal to the one right answer (paper Table 3; higher is better)",
+         [r for r in results if r.get("qa_hit_rate") is not None], "qa_hit_rate", "Hit rate ± SD (↑)"),
+    ]
     written = []
-    main = [r for r in results if r["condition"] in CONDITIONS]
-    if main:
-        path = out / "table.md"
-        path.write_text(
-            "Mean TVD to the human answers over test contexts (mean ± SD over seeds; lower is better)\n\n"
-            + _table(main, "mean_tvd", "Mean TVD ± SD (↓)", DISPLAY)
-            + "\n",
-            encoding="utf-8",
-        )
-        written.append(path)
-    ablation = [r for r in results if r["condition"].startswith("ft_k") or r["condition"] in ("base", "ft_all")]
-    if any(r["condition"].startswith("ft_k") for r in ablation):
-        path = out / "ablation.md"
-        path.write_text(
-            "Label-count ablation: k human answers sampled per context (paper Fig. 9)\n\n"
-            + _table(ablation, "mean_tvd", "Mean TVD ± SD (↓)", DISPLAY)
-            + "\n",
-            encoding="utf-8",
-        )
-        written.append(path)
-    if any(r.get("qa_hit_rate") is not None for r in results):
-        path = out / "qa.md"
-        path.write_text(
-            "QA hit rate: fraction of samples equal to the one right answer (paper Table 3; higher is better)\n\n"
-            + _table(results, "qa_hit_rate", "Hit rate ± SD (↑)", DISPLAY)
-            + "\n",
-            encoding="utf-8",
-        )
-        written.append(path)
+    for name, title, rows, key, header in reports:
+        if rows:
+            path = out / name
+            path.write_text(f"{title}\n\n{_table(rows, key, header, DISPLAY)}\n", encoding="utf-8")
+            written.append(path)
     return written
 
 
@@ -311,6 +297,7 @@ class ModelRunner:
                 per_device_train_batch_size=cfg.batch_size,
                 seed=cell.seed,
                 save_strategy="no",
+                logging_steps=0.05,
                 report_to="none",
                 use_cpu=not torch.cuda.is_available(),
                 disable_tqdm=False,
