@@ -32,6 +32,7 @@ test-slow: venv
 bench: venv
 	$(PY) benchmarks/bench_word_loss.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_sft.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs/demo

@@ -216,7 +216,8 @@ def _table(results: list[dict], key: str, header: str, names: dict | None = None
     lines = [f"| Model | {header} | seeds |", "|---|---|---:|"]
     for cond in sorted(by_cond, key=_condition_order):
         m, sd = mean_sd(by_cond[cond])
-        lines.append(f"| {(names or {}).get(cond, cond)} | {m:.3f} ± {sd:.3f} | {len(by_cond[cond])} |")
+        value = f"{m:.3f} ± {sd:.3f}" if len(by_cond[cond]) > 1 else f"{m:.3f}"  # no SD from one seed
+        lines.append(f"| {(names or {}).get(cond, cond)} | {value} | {len(by_cond[cond])} |")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ DEMO = ReproduceConfig(
     limit_train=None,
     eval_mode="sampled",
     num_samples=40,
-    limit_eval=120,
+    limit_eval=100,
     out_dir="runs/demo",
 )
 
