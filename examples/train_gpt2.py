@@ -19,7 +19,7 @@ Defaults are the paper's GPT-2 configuration: ``gpt2``, Adam, lr 1e-5, 16 contex
     # data-parallel (2 CPU processes): torchrun --nproc_per_node 2 examples/train_gpt2.py ...
     # a YAML file with the same keys: python examples/train_gpt2.py config.yaml
 
-Writes to ``--output_dir``: model (safetensors), tokenizer, ``run_config.json`` and a model card
+Writes to ``--output_dir``: model (safetensors), tokenizer, ``varylm_run.json`` and a model card
 ``README.md`` that says how the model was trained.
 """
 

@@ -188,10 +188,16 @@ def test_save_run_writes_model_tokenizer_config_and_card(tmp_path, tok):
     out = save_var_run(trainer, tmp_path / "model", base_model="tiny-gpt2", command="python train.py")
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not list(out.glob("*.bin"))
-    cfg = json.loads((out / "run_config.json").read_text())
+    cfg = json.loads((out / "varylm_run.json").read_text())
     assert cfg["varylm"]["label_mode"] == "all" and "eval_loss" in cfg["metrics"]
     card = (out / "README.md").read_text()
     assert "base_model: tiny-gpt2" in card and "L_Var" in card and "python train.py" in card
+    # the saved run is what `varylm push` reads for the Hub model card
+    from varylm_hf.hub import read_run_config
+
+    run = read_run_config(out)
+    assert run["recipe"] == "var" and run["label_mode"] == "all" and run["word_prob_definition"] == "paper"
+    assert run["hyperparameters"]["learning_rate"] == trainer.args.learning_rate and isinstance(run["seed"], int)
 
 
 @pytest.mark.slow  # two torchrun processes start in 30-120 s on 2 shared cores

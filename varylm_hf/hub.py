@@ -23,7 +23,7 @@ The model card is rendered from two optional JSON files in the folder (see :data
      "loss": "soft-label word cross-entropy",         # optional, free text (default: from the recipe)
      "label_mode": "all",                             # all | corpus | majority | sample_k
      "k": null,                                       # answers sampled per context (label_mode sample_k)
-     "word_prob_definition": "paper",                 # paper | corrected
+     "word_prob_definition": "paper",                 # paper | eow (end-of-word corrected)
      "dataset": "varylm/provo_cloze",                 # optional, Hub id of the training data ("data": name also read)
      "split": "paper",                                # paper | random | free text
      "seed": 42,                                      # int, or "seeds": [42, 123, 456]

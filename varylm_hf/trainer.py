@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 
+#: The run description saved beside a checkpoint (read by `varylm push` for the model card).
+RUN_FILE = "varylm_run.json"
+
+
 class NonFiniteLossError(VarylmError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the batch's records."""
 
@@ -295,7 +299,7 @@ cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
 {command or "python examples/train_gpt2.py --model_name_or_path " + base_model}
 ```
 
-The run configuration is in `run_config.json`. Evaluate with `varylm` (TVD against human answers).
+The run configuration is in `varylm_run.json`. Evaluate with `varylm` (TVD against human answers).
 
 ## Limitations
 
@@ -310,25 +314,31 @@ context, so low-probability words are estimated coarsely.
 
 def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str = "paper",
                  command: str | None = None, extra_config: dict | None = None) -> Path:
-    """Save model (safetensors), tokenizer, ``run_config.json`` and the model card to ``output_dir``."""
+    """Save model (safetensors), tokenizer, ``varylm_run.json`` and the model card to ``output_dir``."""
     import transformers
 
     out = Path(output_dir)
     trainer.save_model(str(out))  # model + tokenizer (processing_class), safetensors
     if not trainer.is_world_process_zero():
         return out
-    (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; run_config.json holds the same
+    (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; varylm_run.json holds the same
     metrics = {}  # the last value of each eval_* metric and train_loss
     for entry in trainer.state.log_history:
         metrics.update({k: v for k, v in entry.items() if isinstance(v, (int, float))
                         and (k == "train_loss" or (k.startswith("eval_") and "runtime" not in k and "per_second" not in k))})
-    config = {"varylm": _var_config(trainer.args), "base_model": base_model, "split": split,
+    args = trainer.args
+    # top-level keys follow the run schema that `varylm push` reads for the model card (varylm_hf.hub)
+    config = {"recipe": "var", "label_mode": args.label_mode, "k": args.label_k,
+              "word_prob_definition": args.word_prob_definition, "seed": args.seed,
+              "hyperparameters": {k: getattr(args, k) for k in ("learning_rate", "per_device_train_batch_size",
+                                  "gradient_accumulation_steps", "num_train_epochs", "optim", "weight_decay")},
+              "varylm": _var_config(args), "base_model": base_model, "split": split,
               "num_train_contexts": len(trainer.train_dataset) if trainer.train_dataset is not None else None,
               "metrics": metrics, "command": command,
               "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
               "training_args": json.loads(trainer.args.to_json_string())}
     config.update(extra_config or {})
-    (out / "run_config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    (out / RUN_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     write_model_card(out, trainer.args, base_model=base_model, split=split, metrics=metrics, command=command,
                      num_train_contexts=config["num_train_contexts"])
     return out
