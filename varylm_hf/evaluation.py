@@ -28,9 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -38,6 +36,7 @@ from pathlib import Path
 
 from . import metrics as M
 from .data.normalize import NO_WORD, Normalizer, normalize_word
+from ._io import atomic_folder
 from .errors import InputError
 
 __all__ = [
@@ -414,9 +413,7 @@ def write_run(out_dir, rows: list[dict], summary: dict, *, figures: bool = True,
     """
     path = Path(out_dir)
     _check_out_dir(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         with open(tmp / ROWS_FILE, "w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -426,12 +423,6 @@ def write_run(out_dir, rows: list[dict], summary: dict, *, figures: bool = True,
             from .figures import run_figures
 
             run_figures({summary["name"]: rows}, tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -481,9 +472,7 @@ def compare_runs(paths: Sequence, out_dir=None, *, names: Sequence[str] | None =
     if out_dir is not None:
         path = Path(out_dir)
         _check_out_dir(path, overwrite)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             (tmp / TABLE_FILE).write_text(table, encoding="utf-8")
             (tmp / "runs.json").write_text(json.dumps(
                 {"runs": [{"name": s["name"], "path": str(p)} for s, p in zip(summaries, paths)],
@@ -492,12 +481,6 @@ def compare_runs(paths: Sequence, out_dir=None, *, names: Sequence[str] | None =
                 from .figures import run_figures
 
                 run_figures(runs, tmp)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return table
 
 

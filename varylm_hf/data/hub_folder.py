@@ -15,14 +15,13 @@ The same folder pushed to the Hub gives ``load_dataset("<namespace>/provo_cloze"
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from .._io import atomic_folder
 from ..errors import InputError
 from .records import RECORD_KEYS
 
@@ -181,26 +180,12 @@ def build_dataset_folder(
         raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
     if not any(splits.get(name) for name in splits):
         raise InputError("no records to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         dsd = to_datasetdict(splits)
         (tmp / "data").mkdir()
         for name, ds in dsd.items():
             ds.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
         sizes = {name: ds.data.nbytes for name, ds in dsd.items()}
         (tmp / "README.md").write_text(render_card(splits, meta=meta, num_bytes=sizes), encoding="utf-8")
-        if out.exists():
-            backup = out.with_name(f".{out.name}-old")
-            if backup.exists():
-                shutil.rmtree(backup)
-            out.rename(backup)
-            tmp.rename(out)
-            shutil.rmtree(backup)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
