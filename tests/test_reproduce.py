@@ -111,3 +111,13 @@ def test_real_cells_on_a_tiny_model_resume(tmp_path, wordlevel_tokenizer):
 
     again = run_grid(cfg, Exploding(cfg, records=records), progress=False)
     assert again["done"] == [] and again["failed"] == [] and len(again["skipped"]) == 3
+
+
+def test_reproduce_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    import runpy
+
+    example = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "examples" / "reproduce.py"))
+    out = tmp_path / "run"
+    assert example["main"](["--conditions", "one_shot", "--out", str(out)]) == 2
+    assert "needs --style instruct" in capsys.readouterr().err
+    assert not out.exists()
