@@ -40,7 +40,9 @@ def test_agrees_with_varylm_metrics(tvd):
     # the {word, count} shape gives the same numbers
     counted = [[{"word": w, "count": c} for w, c in M.counts_of(r).items()] for r in refs]
     out2 = tvd.compute(predictions=preds, references=counted, oracle=True, oracle_seed=123, return_per_context=True)
-    assert out2 == out
+    assert out2.keys() == out.keys()  # same numbers up to summation order (set order follows PYTHONHASHSEED)
+    for key in out:
+        assert out2[key] == pytest.approx(out[key], rel=1e-12, abs=1e-15)
 
 
 def test_options_and_examples(tvd):
