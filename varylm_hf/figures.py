@@ -55,15 +55,19 @@ def _label(name: str, values: Sequence[float]) -> str:
     return f"{name} (mean {statistics.fmean(values):.3f})" if values else name
 
 
+def _overlaid_hist(ax, series: Mapping[str, Sequence[float]], ref_name: str, ref, bins) -> None:
+    """One step histogram per run over a grey filled reference (oracle or humans), shared bins."""
+    if ref:
+        ax.hist(ref, bins=bins, histtype="stepfilled", **{**_ORACLE_STYLE, "label": _label(ref_name, ref)})
+    for name, values in series.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=2, label=_label(name, values))
+
+
 def tvd_histogram(series: Mapping[str, Sequence[float]], oracle: Sequence[float], path, title: str = "") -> Path:
     """Histogram of per-context TVD for each run, with the oracle TVD filled in grey (Fig. 1)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    bins = _bins(0.0, 1.0)
-    if oracle:
-        ax.hist(oracle, bins=bins, histtype="stepfilled", **{**_ORACLE_STYLE, "label": _label("Oracle", oracle)})
-    for name, values in series.items():
-        ax.hist(values, bins=bins, histtype="step", linewidth=2, label=_label(name, values))
+    _overlaid_hist(ax, series, "Oracle", oracle, _bins(0.0, 1.0))
     ax.set_xlabel("TVD between model and human next-word distributions (per context)")
     ax.set_ylabel("contexts")
     ax.set_xlim(0, 1)
@@ -129,11 +133,7 @@ def entropy_histogram(series: Mapping[str, Sequence[float]], human: Sequence[flo
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     flat = [v for vals in series.values() for v in vals] + list(human or [])
-    bins = _bins(0.0, max(1.0, max(flat, default=1.0)), 24)
-    if human:
-        ax.hist(human, bins=bins, histtype="stepfilled", **{**_ORACLE_STYLE, "label": _label("Humans", human)})
-    for name, values in series.items():
-        ax.hist(values, bins=bins, histtype="step", linewidth=2, label=_label(name, values))
+    _overlaid_hist(ax, series, "Humans", human, _bins(0.0, max(1.0, max(flat, default=1.0)), 24))
     ax.set_xlabel("entropy of the next-word distribution (bits)")
     ax.set_ylabel("contexts")
     ax.set_title(title or "Diversity of next-word distributions")
