@@ -50,6 +50,9 @@ __all__ = [
     "NO_WORD",
 ]
 
+#: :func:`expand_bag` (and so the oracle) refuses bags of more answers than this.
+MAX_BAG = 10_000_000
+
 
 def as_counts(bag) -> dict[str, float]:
     """Turn any accepted bag/distribution shape (see the module docstring) into ``{word: weight}``.
@@ -62,12 +65,14 @@ def as_counts(bag) -> dict[str, float]:
     def add(word, weight):
         if not isinstance(word, str):
             raise ValueError(f"expected a word (str), got {type(word).__name__}: {word!r}")
+        if isinstance(weight, (bool, str, bytes)):
+            raise ValueError(f"weight of {word!r} is not a number: {weight!r}")
         try:
             weight = float(weight)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"weight of {word!r} is not a number: {weight!r}") from None
-        if weight < 0 or math.isnan(weight):
-            raise ValueError(f"weight of {word!r} must be >= 0, got {weight}")
+        if weight < 0 or not math.isfinite(weight):
+            raise ValueError(f"weight of {word!r} must be a finite number >= 0, got {weight}")
         out[word] = out.get(word, 0.0) + weight
 
     if isinstance(bag, Mapping):
@@ -111,6 +116,8 @@ def expand_bag(bag) -> list[str]:
     Needs integer counts (a bag, not probabilities). ``[{"word": "a", "count": 2}]`` -> ``["a", "a"]``.
     """
     counts = as_counts(bag)
+    if sum(counts.values()) > MAX_BAG:
+        raise ValueError(f"a bag of {sum(counts.values()):g} answers is too large to expand (at most {MAX_BAG:,})")
     words: list[str] = []
     for word, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         if count != int(count):
@@ -128,7 +135,8 @@ def tvd(p, q) -> float:
     0.25
     """
     dp, dq = as_distribution(p), as_distribution(q)
-    total = sum(abs(dp.get(w, 0.0) - dq.get(w, 0.0)) for w in dp.keys() | dq.keys())
+    # sorted: a fixed summation order, so the float is identical whatever PYTHONHASHSEED is
+    total = sum(abs(dp.get(w, 0.0) - dq.get(w, 0.0)) for w in sorted(dp.keys() | dq.keys()))
     return min(1.0, 0.5 * total)
 
 
@@ -273,7 +281,7 @@ def js_divergence(p, q, base: float = 2.0) -> float:
     """
     dp, dq = as_distribution(p), as_distribution(q)
     total = 0.0
-    for w in dp.keys() | dq.keys():
+    for w in sorted(dp.keys() | dq.keys()):  # fixed summation order (PYTHONHASHSEED-independent)
         a, b = dp.get(w, 0.0), dq.get(w, 0.0)
         m = 0.5 * (a + b)
         if a > 0:
