@@ -10,7 +10,17 @@
 * :func:`pull` — download a repo (any revision) and return the local folder.
 
 Nothing in the local folder is ever modified: the model card (and a fixed ``adapter_config.json``,
-when asked for) are uploaded from memory. Uploads go through ``HfApi.create_commit``: one commit per
+when asked for) are uploaded from memory.
+
+What is uploaded, at every depth: model, adapter, dataset and metric files only (safetensors, JSON,
+cards, tokenizer files, parquet/CSV, text, images; ``.py`` for metrics). Left out: hidden files and
+folders (including varylm's ``.varylm_manifest.json``), ``__pycache__``, trainer checkpoint folders
+(``checkpoint-*``, unless ``include_checkpoints=True``), trainer resume state (``training_args.bin``,
+``optimizer.pt``, ``scheduler.pt``, ``rng_state*.pth``, ``scaler.pt``) and files of other kinds (listed in
+:attr:`PushResult.skipped`). Any other pickle (``.bin``, ``.pt``, ``.pth``, ``.pkl``, ``.pickle``, ``.ckpt``)
+is refused with an error naming it unless ``allow_pickle=True``; every safetensors file must have a
+complete header (:func:`varylm_hf._io.check_safetensors`). Text files are uploaded with any secret
+(Hub token) redacted (:mod:`varylm_hf.secrets`). Uploads go through ``HfApi.create_commit``: one commit per
 push, unchanged files are skipped, and an identical second push creates no commit.
 
 The model card is rendered from two optional JSON files in the folder (see :data:`RUN_CONFIG_FILE` and
@@ -53,6 +63,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._io import check_safetensors
 from .errors import InputError, VarylmError
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
 
@@ -85,11 +96,19 @@ TRAINING_ARGS_FILE = "training_args.json"
 
 KINDS = ("model", "adapter", "dataset", "metric")
 _REPO_TYPE = {"model": "model", "adapter": "model", "dataset": "dataset", "metric": "space"}
-#: Never uploaded: VCS/cache folders, trainer resume state (pickles), OS litter.
-_SKIP_PATTERNS = (
-    ".git/*", ".cache/*", "__pycache__/*", "*/__pycache__/*", ".ipynb_checkpoints/*", ".DS_Store",
-    "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt",
+#: Trainer resume state (pickles), never uploaded, at any depth.
+_TRAINER_STATE = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt")
+#: Pickle files: refused unless ``allow_pickle`` (loading one can run arbitrary code).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+#: What a model, adapter, dataset or metric repo is made of (``.py`` only for metrics).
+_UPLOAD_SUFFIXES = (
+    ".safetensors", ".json", ".jsonl", ".md", ".txt", ".model", ".tiktoken", ".jinja", ".gguf", ".yaml", ".yml",
+    ".parquet", ".arrow", ".csv", ".tsv", ".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp",
 )
+_UPLOAD_NAMES = ("LICENSE", "NOTICE", "CITATION.cff", ".gitattributes")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-[^/]*$")
+_TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".csv", ".tsv", ".jinja", ".py", ".cff")
+_REDACT_MAX_BYTES = 64 * 1024 * 1024
 _HPARAM_KEYS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
     "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "seed", "bf16", "fp16",
@@ -147,6 +166,8 @@ class PushResult:
     url: str
     commit: str
     files: list[str] = field(default_factory=list)
+    #: local files left out (not a model/dataset/metric file, checkpoint folders, trainer state)
+    skipped: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -164,9 +185,9 @@ def _api(endpoint: str | None, token: str | None):
 
 def _scrub(text: str, token: str | None) -> str:
     """Remove any token (given or from the environment, or hf_... shaped) from a message."""
-    for secret in (token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")):
-        if secret:
-            text = text.replace(secret, "***")
+    from .secrets import redact_text
+
+    text = redact_text(text, extra=(token,) if token else ())
     return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
 
 
@@ -201,8 +222,12 @@ def _stage(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None):
-    """Turn network and HTTP failures of huggingface_hub into one-line :class:`HubError`."""
+def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None, state: dict | None = None):
+    """Turn network and HTTP failures of huggingface_hub into one-line :class:`HubError`.
+
+    For a push, ``state["note"]`` (updated by the caller as it goes) says what the failure left on the
+    Hub; it defaults to "the repo was not changed".
+    """
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -213,7 +238,7 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
     )
 
     where = _endpoint(endpoint) or constants.ENDPOINT
-    unchanged = "; the repo was not changed" if action == "push" else ""
+    state = {} if state is None else state
     try:
         yield
     except (InputError, HubError):
@@ -229,6 +254,7 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
     except EntryNotFoundError as err:
         raise HubError(_scrub(f"{action} {repo}: file not found on {where}: {str(err).splitlines()[0]}", token)) from err
     except HfHubHTTPError as err:
+        unchanged = state.get("note", "; the repo was not changed") if action == "push" else ""
         status = getattr(err.response, "status_code", None)
         url = str(getattr(getattr(err.response, "request", None), "url", "") or "")
         if status in (401, 403):
@@ -239,6 +265,7 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None)
                    "local files are untouched, retry later")
         raise HubError(_scrub(msg, token)) from err
     except Exception as err:
+        unchanged = state.get("note", "; the repo was not changed") if action == "push" else ""
         reason = _is_connection_error(err)
         if reason is None:
             raise
@@ -279,17 +306,46 @@ def _folder(folder) -> Path:
     return path
 
 
-def _local_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of the files to upload (sorted; VCS, caches and resume state left out)."""
-    out = []
+@dataclass
+class _Listing:
+    """A folder's files sorted into: to upload, pickles (refused unless allowed), left out."""
+
+    files: list[str]
+    pickles: list[str]
+    skipped: list[str]
+
+
+def _scan(folder: Path, *, scripts: bool = False, include_checkpoints: bool = False) -> _Listing:
+    """Sort the files under ``folder`` (every depth) by what a push does with them (module docstring)."""
+    files, pickles, skipped = [], [], []
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatch(rel, p) for p in _SKIP_PATTERNS) or any(part.startswith(".") for part in rel.split("/")[:-1]):
-            continue
-        out.append(rel)
-    return out
+        parts = rel.split("/")
+        name = parts[-1]
+        if any(p.startswith(".") or p == "__pycache__" for p in parts[:-1]) or \
+                (name.startswith(".") and name != ".gitattributes"):
+            continue  # VCS, caches, varylm's manifest, OS litter: never listed
+        if not include_checkpoints and any(_CHECKPOINT_DIR.match(p) for p in parts[:-1]):
+            skipped.append(rel)
+        elif any(fnmatch.fnmatch(name, p) for p in _TRAINER_STATE):
+            skipped.append(rel)
+        elif name.lower().endswith(PICKLE_SUFFIXES):
+            pickles.append(rel)
+        elif name.endswith(_UPLOAD_SUFFIXES) or name in _UPLOAD_NAMES or (scripts and name.endswith(".py")):
+            files.append(rel)
+        elif name.endswith(".py"):
+            files.append(rel)  # kept in the listing so that push_dataset can refuse loading scripts
+        else:
+            skipped.append(rel)
+    return _Listing(files, pickles, skipped)
+
+
+def _local_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of the files a push would consider (sorted; see :func:`_scan`)."""
+    listing = _scan(folder, scripts=True)
+    return sorted(listing.files + listing.pickles)
 
 
 # ----------------------------------------------------------------------------------- run info
@@ -547,19 +603,59 @@ def _push_files(
     space_sdk: str | None,
     endpoint: str | None,
     token: str | None,
+    allow_pickle: bool = False,
+    include_checkpoints: bool = False,
 ) -> PushResult:
-    """Create the repo if needed and commit the folder's files (plus/over ``replace``) in one commit."""
+    """Create the repo if needed and commit the folder's files (plus/over ``replace``) in one commit.
+
+    Everything is checked before the first request: pickles (refused unless ``allow_pickle``),
+    safetensors headers; text files holding a secret are uploaded redacted (from memory).
+    """
     from huggingface_hub import CommitOperationAdd
 
-    files = [f for f in _local_files(folder) if f not in skip and f not in replace]
+    from .secrets import redact_text
+
+    listing = _scan(folder, scripts=repo_type == "space", include_checkpoints=include_checkpoints)
+    if listing.pickles and not allow_pickle:
+        first = listing.pickles[0]
+        more = f" (and {len(listing.pickles) - 1} more)" if len(listing.pickles) > 1 else ""
+        raise InputError(f"{folder / first}: a pickle file{more}; varylm does not upload pickles (loading one can run "
+                         "code): save the weights as safetensors (model.save_pretrained(folder)) or remove it, "
+                         "or pass --allow-pickle to upload it anyway")
+    scripts = [f for f in listing.files if repo_type != "space" and f.endswith(".py")]  # remote code: never
+    files = sorted(f for f in listing.files + (listing.pickles if allow_pickle else [])
+                   if f not in skip and f not in replace and f not in scripts)
+    listing.skipped = sorted(listing.skipped + scripts)
+    for f in files:
+        if f.endswith(".safetensors"):
+            check_safetensors(folder / f)
+    replace = dict(replace)
+    for f in files:
+        path = folder / f
+        if f.endswith(_TEXT_SUFFIXES) and path.stat().st_size <= _REDACT_MAX_BYTES:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            clean = redact_text(text, extra=(token,) if token else ())
+            if clean != text:
+                replace[f] = clean.encode("utf-8")
+    replace = {p: redact_text(data.decode("utf-8"), extra=(token,) if token else ()).encode("utf-8")
+               if p.endswith(_TEXT_SUFFIXES) else data for p, data in replace.items()}
+    files = [f for f in files if f not in replace]
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in sorted(replace.items())]
     api = _api(endpoint, token)
-    with _hub_errors("push", repo_id, endpoint, token):
+    state: dict = {}
+    with _hub_errors("push", repo_id, endpoint, token, state):
+        existed = api.repo_exists(repo_id, repo_type=repo_type)
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        if not existed:
+            state["note"] = (f"; the repo {repo_id} was created on the Hub but nothing was committed to it "
+                             "(it holds only the Hub's initial files)")
         info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type)
     return PushResult(repo_id=repo_id, repo_type=repo_type, url=str(url), commit=info.oid,
-                      files=sorted(files + list(replace)))
+                      files=sorted(files + list(replace)), skipped=listing.skipped)
 
 
 def _card_inputs(folder: Path, run_config, eval_summary) -> tuple[dict, dict | None]:
@@ -582,6 +678,8 @@ def push_model(
     commit_message: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
+    allow_pickle: bool = False,
+    include_checkpoints: bool = False,
 ) -> PushResult:
     """Push a full fine-tuned checkpoint folder (``save_pretrained`` output) to a model repo.
 
@@ -613,7 +711,8 @@ def push_model(
         replace["README.md"] = render_model_card(repo_id, run=run, summary=summary, base_model=base).encode()
     return _push_files(folder, repo_id, "model", replace=replace, skip=skip,
                        commit_message=commit_message or "Upload varylm model", private=private,
-                       space_sdk=None, endpoint=endpoint, token=token)
+                       space_sdk=None, endpoint=endpoint, token=token, allow_pickle=allow_pickle,
+                       include_checkpoints=include_checkpoints)
 
 
 def push_adapter(
@@ -628,6 +727,8 @@ def push_adapter(
     commit_message: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
+    allow_pickle: bool = False,
+    include_checkpoints: bool = False,
 ) -> PushResult:
     """Push a PEFT adapter folder (``PeftModel.save_pretrained`` output) to a model repo.
 
@@ -671,7 +772,8 @@ def push_adapter(
                                                  base_model=base).encode()
     return _push_files(folder, repo_id, "model", replace=replace, skip=set(),
                        commit_message=commit_message or "Upload varylm adapter", private=private,
-                       space_sdk=None, endpoint=endpoint, token=token)
+                       space_sdk=None, endpoint=endpoint, token=token, allow_pickle=allow_pickle,
+                       include_checkpoints=include_checkpoints)
 
 
 def push_dataset(
@@ -682,6 +784,8 @@ def push_dataset(
     commit_message: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
+    allow_pickle: bool = False,
+    include_checkpoints: bool = False,
 ) -> PushResult:
     """Push a dataset folder in the Hub layout (parquet under ``data/`` + README.md with ``configs:``).
 
@@ -705,7 +809,8 @@ def push_dataset(
         raise InputError(f"{folder}: no data files (expected data/<split>-00000-of-00001.parquet)")
     return _push_files(folder, repo_id, "dataset", replace={}, skip=set(),
                        commit_message=commit_message or "Upload varylm dataset", private=private,
-                       space_sdk=None, endpoint=endpoint, token=token)
+                       space_sdk=None, endpoint=endpoint, token=token, allow_pickle=allow_pickle,
+                       include_checkpoints=include_checkpoints)
 
 
 def push_metric(
@@ -716,6 +821,8 @@ def push_metric(
     commit_message: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
+    allow_pickle: bool = False,
+    include_checkpoints: bool = False,
 ) -> PushResult:
     """Push an ``evaluate`` module folder to a Space (``space_sdk="gradio"``).
 
@@ -731,7 +838,8 @@ def push_metric(
         raise InputError(f"{folder}: no {name}.py — evaluate.load('{repo_id}') fetches {name}.py from the Space{hint}")
     return _push_files(folder, repo_id, "space", replace={}, skip=set(),
                        commit_message=commit_message or "Upload varylm metric", private=private,
-                       space_sdk="gradio", endpoint=endpoint, token=token)
+                       space_sdk="gradio", endpoint=endpoint, token=token, allow_pickle=allow_pickle,
+                       include_checkpoints=include_checkpoints)
 
 
 def push(folder, repo_id: str, *, kind: str = "auto", **kwargs) -> PushResult:

@@ -2,6 +2,8 @@
 
 The endpoint comes from ``HF_ENDPOINT`` (default https://huggingface.co) and the token from ``HF_TOKEN``
 or ``hf auth login``; there is deliberately no ``--token`` option (it would end up in shell history).
+Pickles are refused unless ``--allow-pickle``; ``checkpoint-*`` folders are left out unless
+``--include-checkpoints`` (see :mod:`varylm_hf.hub`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def register(subparsers) -> None:
     push.add_argument("--no-card", action="store_true", help="upload the folder's own README.md instead of a generated card")
     push.add_argument("--private", action="store_true", default=None, help="create the repo as private")
     push.add_argument("--message", metavar="TEXT", help="commit message")
+    push.add_argument("--allow-pickle", action="store_true",
+                      help="also upload pickle files (.bin, .pt, .pth, .pkl, .pickle, .ckpt); refused by default, "
+                      "since loading a pickle can run code")
+    push.add_argument("--include-checkpoints", action="store_true",
+                      help="also upload trainer checkpoint folders (checkpoint-*), left out by default")
     push.set_defaults(func=run_push)
 
     pull = subparsers.add_parser(
@@ -58,13 +65,18 @@ def run_push(args) -> int:
     """``varylm push FOLDER REPO_ID``."""
     from ..hub import push
 
-    kwargs = {"private": args.private, "commit_message": args.message}
+    kwargs = {"private": args.private, "commit_message": args.message, "allow_pickle": args.allow_pickle,
+              "include_checkpoints": args.include_checkpoints}
     if args.kind in ("auto", "model", "adapter"):
         kwargs.update(base_model=args.base_model, run_config=args.run_config, eval_summary=args.eval_summary,
                       card=not args.no_card)
     result = push(args.folder, args.repo_id, kind=args.kind, **kwargs)
     print(f"pushed {args.folder} -> {result.url} ({result.repo_type} repo, commit {result.commit[:12]}, "
           f"{len(result.files)} files)")
+    if result.skipped:
+        shown = ", ".join(result.skipped[:3]) + (f" and {len(result.skipped) - 3} more" if len(result.skipped) > 3 else "")
+        print(f"left out {len(result.skipped)} files that are not model/dataset/metric files or are trainer "
+              f"checkpoints: {shown}")
     return 0
 
 
