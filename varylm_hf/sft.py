@@ -717,6 +717,9 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
         "hyperparameters": _hyperparameters(config),
         **({"extra": config.extra} if config.extra else {}),
     }
+    from .secrets import redact_obj, redact_text
+
+    run = redact_obj(run)  # never a token on disk
     (out / "varylm_run.json").write_text(json.dumps(run, indent=2) + "\n")
     card = ModelCard.load(out / "README.md")
     card.data.base_model = base
@@ -724,7 +727,7 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
     tags = [t for t in (card.data.tags or []) if not t.startswith("base_model:")]  # peft tags the local path
     card.data.tags = sorted(set(tags + [f"base_model:adapter:{base}", "varylm-hf", "lora", "sft", "human-variability"]))
     card.text = _card_text(config, base)
-    card.save(out / "README.md")
+    (out / "README.md").write_text(redact_text(str(card)), encoding="utf-8")
     return out
 
 

@@ -306,9 +306,11 @@ The run configuration is in `varylm_run.json`. Evaluate with `varylm` (TVD again
 Trained on {dataset} (English reading passages); the human distributions come from about 40 answers per
 context, so low-probability words are estimated coarsely.
 """
+    from .secrets import redact_text
+
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(card, encoding="utf-8")
+    path.write_text(redact_text(card), encoding="utf-8")  # never a token (--hub_token, HF_TOKEN) on disk
     return path
 
 
@@ -338,7 +340,18 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
               "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
               "training_args": json.loads(trainer.args.to_json_string())}
     config.update(extra_config or {})
+    from .secrets import redact_obj, redact_text
+
+    config = redact_obj(json.loads(json.dumps(config, default=str)))  # no token in the run file
     (out / RUN_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    write_model_card(out, trainer.args, base_model=base_model, split=split, metrics=metrics, command=command,
+    write_model_card(out, trainer.args, base_model=base_model, split=split, metrics=metrics,
+                     command=redact_text(command) if command else command,
                      num_train_contexts=config["num_train_contexts"])
+    if getattr(args, "hub_token", None):  # the Trainer pickled the token into each checkpoint: take it out
+        import copy
+
+        clean = copy.copy(args)
+        clean.hub_token = None
+        for pickled in sorted(Path(args.output_dir).glob("checkpoint-*/training_args.bin")):
+            torch.save(clean, pickled)
     return out
