@@ -24,9 +24,20 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage stays in ``--help``); exit status 2.
+
+    Subcommand parsers inherit the class (``add_subparsers`` uses ``type(self)``).
+    """
+
+    def error(self, message: str):
+        first = message.splitlines()[0] if message else "bad arguments"
+        self.exit(2, f"varylm: error: {first} (see `{self.prog} --help`)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="varylm",
         description="Train and evaluate causal LMs to match human next-word variability.",
     )
@@ -43,13 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except (VarylmError, ValueError, FileNotFoundError, KeyboardInterrupt) as err:
+    except (VarylmError, ValueError, OSError, KeyboardInterrupt) as err:
         if os.environ.get("VARYLM_DEBUG"):
             raise
         if isinstance(err, KeyboardInterrupt):
             print("varylm: interrupted", file=sys.stderr)
             return 130
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, UnicodeDecodeError):  # name what could not be decoded (the codec message does not)
+            msg = f"cannot decode input as {err.encoding} at byte {err.start} ({err.reason})"
+        else:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"varylm: error: {msg}", file=sys.stderr)
         return 2
     return int(result or 0)

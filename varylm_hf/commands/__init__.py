@@ -1,1 +1,128 @@
-"""Subcommands of the ``varylm`` CLI, one module per group (see :mod:`varylm_hf.cli`)."""
+"""Subcommands of the ``varylm`` CLI, one module per group (see :mod:`varylm_hf.cli`).
+
+Also the argument checks every group shares: ``type=`` functions for :mod:`argparse` (a bad value
+stops the command before anything is loaded, with one line naming the flag) and
+:func:`check_out_writable`, run before any compute so that a run never dies at its last step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = [
+    "MAX_SEED", "check_out_writable", "finite_float", "fraction", "limit", "non_negative_int",
+    "positive_float", "positive_int", "seed", "top_p",
+]
+
+#: Seeds go to ``numpy.random.RandomState`` and ``torch.manual_seed``: ``0 <= seed < 2**32``.
+MAX_SEED = 2**32 - 1
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (``nan``/``inf`` refused)."""
+    return _float(text)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction strictly between 0 and 1."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def top_p(text: str) -> float:
+    """A nucleus mass in (0, 1]."""
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def limit(text: str) -> int:
+    """A number of contexts: an integer >= 0, where 0 means all (the same in every command)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 means all), got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in [0, 2**32 - 1]."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}")
+    return value
+
+
+def check_out_writable(path, flag: str = "--out") -> None:
+    """Raise :class:`InputError` unless the output folder ``path`` can be written; creates nothing.
+
+    Run before any compute. The folder may not exist yet (it is then made by the command); the
+    nearest existing folder above it must be writable, since runs are written beside the folder
+    first and moved into place. An existing ``path`` must be a folder and writable itself.
+    """
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{flag} {path}: exists and is not a folder")
+    above = Path(os.path.abspath(p)).parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise InputError(f"{flag} {path}: {above} is a file, not a folder")
+    for folder in ([above, p] if p.is_dir() else [above]):
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".varylm-write-check-", dir=folder)
+        except OSError as err:
+            raise InputError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
+        os.close(fd)
+        os.unlink(probe)

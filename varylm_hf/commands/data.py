@@ -6,6 +6,8 @@ import argparse
 from collections import Counter
 
 from ..errors import InputError
+from . import check_out_writable
+from . import seed as seed_type
 
 DEFAULT_OUT = "provo_cloze"
 
@@ -31,7 +33,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     spl.add_argument("--split", choices=("paper", "random"), default="paper", help="the paper's passage ids (default) or a seeded random split")
     spl.add_argument("--test-size", type=float, default=0.2, help="fraction of passages for test (random split; default 0.2)")
     spl.add_argument("--validation-size", type=float, default=0.1, help="fraction of the remaining passages for validation (default 0.1)")
-    spl.add_argument("--seed", type=int, default=42, help="seed of the random split (default 42)")
+    spl.add_argument("--seed", type=seed_type, default=42, help="seed of the random split, 0 to 2**32-1 (default 42)")
 
 
 def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
@@ -89,11 +91,36 @@ def cmd_build(args) -> int:
     """Write the dataset folder and print its summary."""
     from ..data import build_dataset_folder
 
+    check_out_writable(args.out)  # before reading anything
     splits, meta = load_splits(args)
     out = build_dataset_folder(args.out, splits, meta=meta, overwrite=args.overwrite)
     _print_summary(splits)
     print(f"wrote {out}/ (load it with datasets.load_dataset({str(out)!r}))")
     return 0
+
+
+def _check_dataset_folder(folder) -> None:
+    """A folder written by ``varylm data build``: readable ``data/*.parquet`` files holding cloze records."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from ..data import RECORD_KEYS
+
+    files = sorted(Path(folder).glob("data/*.parquet"))
+    if not files:
+        raise InputError(f"{folder}: not a varylm dataset folder (no data/*.parquet; `varylm data build --out DIR` "
+                         "writes one)")
+    for f in files:
+        try:
+            names = pq.read_schema(f).names
+            pq.read_table(f)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{f}: not a readable parquet file ({first})") from None
+        missing = [k for k in RECORD_KEYS if k not in names]
+        if missing:
+            raise InputError(f"{f}: missing column(s) {', '.join(missing)} (not a cloze dataset of `varylm data build`)")
 
 
 def cmd_summary(args) -> int:
@@ -105,7 +132,12 @@ def cmd_summary(args) -> int:
 
         if not os.path.isdir(args.dir):
             raise InputError(f"{args.dir}: no such dataset folder (build one with `varylm data build --out {args.dir}`)")
-        dsd = load_dataset(args.dir)
+        _check_dataset_folder(args.dir)
+        try:
+            dsd = load_dataset(args.dir)
+        except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user gets one line
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{args.dir}: cannot be read as a dataset ({first})") from None
         splits = {name: ds.to_list() for name, ds in dsd.items()}
     else:
         splits, _ = load_splits(args)

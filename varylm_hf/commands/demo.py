@@ -8,6 +8,7 @@ of ``reproduce`` scales it up (``--limit-eval 0 --limit-train 0 --seeds 42 123 4
 
 from __future__ import annotations
 
+from . import check_out_writable
 from .reproduce import add_grid_arguments, config_from_args, run_and_report
 from ..reproduce import ReproduceConfig
 
@@ -29,6 +30,7 @@ DEMO = ReproduceConfig(
 
 def cmd_demo(args) -> int:
     """Run the demo grid and print its table."""
+    check_out_writable(args.out)
     config = config_from_args(args)
     config.limit_train = config.limit_train or None
     config.limit_eval = config.limit_eval or None

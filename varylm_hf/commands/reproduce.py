@@ -6,6 +6,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..reproduce import CONDITIONS, ReproduceConfig
+from . import check_out_writable
+from . import limit as limit_type
+from . import positive_float, positive_int
+from . import seed as seed_type
 
 
 def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
@@ -16,17 +20,19 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     parser.add_argument("--recipe", choices=("var", "sft"), default=defaults.recipe,
                         help="instruct style: word-level fast path (var) or SFT on augmented rows (default: %(default)s)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=defaults.conditions, help="grid rows")
-    parser.add_argument("--seeds", nargs="+", type=int, default=defaults.seeds, help="seeds (default: %(default)s)")
-    parser.add_argument("--ablation-ks", nargs="*", type=int, default=defaults.ablation_ks,
+    parser.add_argument("--seeds", nargs="+", type=seed_type, default=defaults.seeds, help="seeds (default: %(default)s)")
+    parser.add_argument("--ablation-ks", nargs="*", type=positive_int, default=defaults.ablation_ks,
                         help="label-count ablation: k answers sampled per context (paper: 1 2 4 16 32)")
     parser.add_argument("--qa", action="store_true", default=defaults.qa, help="also run the QA hit-rate check")
-    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="training epochs (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
-    parser.add_argument("--limit-train", type=int, default=defaults.limit_train, help="use the first N training contexts")
+    parser.add_argument("--epochs", type=positive_float, default=defaults.epochs, help="training epochs (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
+    parser.add_argument("--limit-train", type=limit_type, default=defaults.limit_train,
+                        help=f"use the first N training contexts, 0: all (default: {defaults.limit_train or 'all'})")
     parser.add_argument("--eval-mode", choices=("sampled", "exact"), default=defaults.eval_mode, help="(default: %(default)s)")
-    parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="samples per context (default: %(default)s)")
-    parser.add_argument("--limit-eval", type=int, default=defaults.limit_eval, help="evaluate the first N test contexts")
+    parser.add_argument("--num-samples", type=positive_int, default=defaults.num_samples, help="samples per context (default: %(default)s)")
+    parser.add_argument("--limit-eval", type=limit_type, default=defaults.limit_eval,
+                        help=f"evaluate the first N test contexts, 0: all (default: {defaults.limit_eval or 'all'})")
     parser.add_argument("--word-prob-definition", choices=("paper", "eow"), default=defaults.word_prob_definition,
                         help="word probability in the training loss (default: %(default)s)")
     parser.add_argument("--scoring-strategy", choices=("pair", "context", "tree", "passage"), default=defaults.scoring_strategy,
@@ -41,6 +47,9 @@ def config_from_args(args) -> ReproduceConfig:
     names = {f.name for f in fields(ReproduceConfig)}
     values = {k.replace("-", "_"): v for k, v in vars(args).items() if k.replace("-", "_") in names}
     values["out_dir"] = args.out
+    for name in ("limit_train", "limit_eval"):  # 0 means all, recorded as None like the default
+        if name in values:
+            values[name] = values[name] or None
     return ReproduceConfig(**values)
 
 
@@ -62,6 +71,7 @@ def run_and_report(config: ReproduceConfig) -> int:
 
 def cmd_reproduce(args) -> int:
     """Entry point of ``varylm reproduce``."""
+    check_out_writable(args.out)  # a file or an unwritable folder stops here, before any model is loaded
     return run_and_report(config_from_args(args))
 
 

@@ -27,35 +27,114 @@ from .records import make_record, validate_count
 __all__ = ["load_cloze_file"]
 
 
+#: Longest CSV/TSV field accepted (characters). A cloze context is one passage prefix; a longer
+#: field is almost always an unbalanced quote that swallowed the rest of the file.
+MAX_FIELD_CHARS = 131_072
+
+
+def _open_encoding(encoding: str) -> str:
+    """``utf-8`` reads with ``utf-8-sig``: a byte-order mark (Excel's "CSV UTF-8") is accepted."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"--encoding {encoding!r}: unknown encoding") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def _no_duplicate_keys(where: str):
+    def hook(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InputError(f"{where}: key {key!r} appears twice in one object")
+            seen.add(key)
+        return dict(pairs)
+
+    return hook
+
+
 def _read_rows(path: Path, encoding: str):
+    """Yield ``(line, row)``: the line number where the row starts (1 = the header of a CSV/TSV) and a dict."""
     suffix = path.suffix.lower()
+    open_encoding = _open_encoding(encoding)
     try:
         if suffix in (".jsonl", ".json"):
-            with open(path, encoding=encoding) as fh:
+            with open(path, encoding=open_encoding) as fh:
                 for i, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
                     try:
-                        row = json.loads(line)
+                        row = json.loads(line, object_pairs_hook=_no_duplicate_keys(f"{path}:{i}"))
                     except json.JSONDecodeError as err:
                         raise InputError(f"{path}:{i}: invalid JSON ({err.msg})") from None
+                    except RecursionError:
+                        raise InputError(f"{path}:{i}: JSON nested too deeply") from None
                     if not isinstance(row, dict):
                         raise InputError(f"{path}:{i}: expected a JSON object per line")
                     yield i, row
         elif suffix in (".tsv", ".csv", ".txt"):
             delimiter = "," if suffix == ".csv" else "\t"
-            with open(path, encoding=encoding, newline="") as fh:
-                reader = csv.DictReader(fh, delimiter=delimiter)
-                if reader.fieldnames is None:
-                    raise InputError(f"{path}: file is empty (expected a header row)")
-                for i, row in enumerate(reader, start=2):
-                    yield i, row
+            previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
+            try:
+                with open(path, encoding=open_encoding, newline="") as fh:
+                    reader = csv.reader(fh, delimiter=delimiter)
+                    header, start = None, 1
+                    try:
+                        for fields in reader:
+                            if header is None:
+                                if not any(f.strip() for f in fields):
+                                    start = reader.line_num + 1
+                                    continue  # blank lines before the header
+                                header = [f.strip() for f in fields]
+                                _check_header(header, f"{path}:{reader.line_num}")
+                                start = reader.line_num + 1
+                                continue
+                            line = start
+                            start = reader.line_num + 1
+                            if not any(f.strip() for f in fields):
+                                continue  # a blank line
+                            if len(fields) != len(header):
+                                raise InputError(
+                                    f"{path}:{line}: {len(fields)} field(s), the header has {len(header)} "
+                                    f"({', '.join(header)}); quote fields that hold a {'comma' if delimiter == ',' else 'tab'}"
+                                )
+                            yield line, dict(zip(header, fields))
+                    except csv.Error as err:
+                        detail = str(err)
+                        if "field larger than field limit" in detail:
+                            detail = (f"a field is longer than {MAX_FIELD_CHARS:,} characters "
+                                      "(an unbalanced quote \" in this row or above?)")
+                        raise InputError(f"{path}:{reader.line_num}: {detail}") from None
+                    if header is None:
+                        raise InputError(f"{path}: file is empty (expected a header row)")
+            finally:
+                csv.field_size_limit(previous_limit)
         else:
             raise InputError(f"{path}: unsupported extension {suffix!r} (expected .tsv, .csv or .jsonl)")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: cannot be decoded as {encoding} at byte {err.start}") from None
-    except LookupError:
-        raise InputError(f"--encoding {encoding!r}: unknown encoding") from None
+        raise InputError(f"{path}: cannot be decoded as {encoding} at byte {err.start} (give --encoding)") from None
+
+
+def _check_header(header: list[str], where: str) -> None:
+    seen = set()
+    for name in header:
+        if not name:
+            raise InputError(f"{where}: the header has an empty column name")
+        if name in seen:
+            raise InputError(f"{where}: column {name!r} appears twice in the header")
+        seen.add(name)
+
+
+def _text(value, column: str, where: str, *, numbers: bool = False) -> str:
+    """A cell as text: strings (and, where ``numbers``, JSON numbers); lists, objects, booleans refused."""
+    if isinstance(value, str):
+        return value
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    kind = {bool: "a boolean", list: "a list", dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    raise InputError(f"{where}: {column!r} must be a string, got {kind} ({json.dumps(value)[:40]})")
 
 
 def load_cloze_file(
@@ -105,21 +184,25 @@ def load_cloze_file(
                     " set the column names with --context-column/--answer-column)"
                 )
             checked_columns = True
-        context = str(row[context_column] or "").strip()
+        for column in (context_column, answer_column):
+            if column not in row:  # JSONL: every line must carry the keys of the first
+                raise InputError(f"{where}: missing key {column!r}")
+        context = _text(row[context_column], context_column, where).strip()
         if not context:
             raise InputError(f"{where}: empty context")
-        answer = row[answer_column]
-        if answer is None:
-            raise InputError(f"{where}: missing answer")
-        count = validate_count(row[count_column], where) if count_column and row.get(count_column) not in (None, "") else 1
+        answer = _text(row[answer_column], answer_column, where, numbers=True)
+        raw_count = row.get(count_column) if count_column else None
+        count = validate_count(raw_count, where) if raw_count not in (None, "") else 1
         passage = row.get(passage_column) if passage_column else None
-        key = (str(passage) if passage not in (None, "") else None, context)
+        if passage not in (None, ""):
+            passage = _text(passage, passage_column, where, numbers=True)
+        key = (passage if passage not in (None, "") else None, context)
         if key not in groups:
             groups[key] = {"answers": [], "where": where, "target": None}
             order.append(key)
-        groups[key]["answers"].append((str(answer), count))
+        groups[key]["answers"].append((answer, count))
         if target_column and row.get(target_column) not in (None, ""):
-            groups[key]["target"] = str(row[target_column])
+            groups[key]["target"] = _text(row[target_column], target_column, where, numbers=True)
     if not order:
         raise InputError(f"{path}: no data rows")
     # Passage ids: given ones in order of appearance; else contexts extending the previous one share it.

@@ -180,6 +180,10 @@ def read_official_csv(
         raise InputError(f"{path}: cannot be decoded as {encoding} at byte {err.start}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty (expected the Provo norms CSV)") from None
+    except pd.errors.ParserError as err:  # ragged rows, unbalanced quotes (the message gives the line)
+        raise InputError(f"{path}: cannot be parsed as CSV ({str(err).strip().splitlines()[0]})") from None
+    # a byte-order mark (Excel's "CSV UTF-8"), read as UTF-8 or as cp1252, is not part of the first column name
+    frame.columns = [str(c).lstrip("\ufeff").removeprefix("\u00ef\u00bb\u00bf") for c in frame.columns]
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (expected the Provo norms CSV header)")
@@ -191,7 +195,7 @@ def read_official_csv(
         where = f"{path}:{i}"
         try:
             tid, wn = int(rec.Text_ID), int(float(rec.Word_Number))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise InputError(f"{where}: Text_ID/Word_Number {rec.Text_ID!r}/{rec.Word_Number!r} are not integers") from None
         if rec.Text and rec.Text > passages.get(tid, ""):
             passages[tid] = rec.Text

@@ -12,15 +12,18 @@ is the sum of their counts; ``majority`` is the first answer. Pure Python, no to
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 
 from ..errors import InputError
 from .normalize import DEFAULT_NORMALIZER, Normalizer
 
-__all__ = ["RECORD_KEYS", "make_record", "sort_answers", "validate_count"]
+__all__ = ["MAX_COUNT", "RECORD_KEYS", "make_record", "sort_answers", "validate_count"]
 
 RECORD_KEYS = ("id", "passage_id", "word_position", "context", "corpus_word", "answers", "num_answers", "majority")
+#: Counts and ``num_answers`` are stored as int32 in the dataset's parquet files.
+MAX_COUNT = 2**31 - 1
 
 
 def sort_answers(counts: Counter | dict) -> list[dict]:
@@ -29,14 +32,32 @@ def sort_answers(counts: Counter | dict) -> list[dict]:
 
 
 def validate_count(value, where: str) -> int:
-    """Parse a response count; positive integers only (``where`` names the file/row)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: count {value!r} is not a number (expected a positive integer)") from None
-    if number != number or number <= 0 or number != int(number):
+    """Parse a response count; positive integers up to :data:`MAX_COUNT` only (``where`` names the file/row).
+
+    Accepts ints, integral floats and their text (``"3"``, ``"3.0"``, ``"1e3"``); refuses booleans,
+    lists, NaN, infinities, fractions and counts that do not fit the dataset's int32 column.
+    """
+    if isinstance(value, bool):
+        raise InputError(f"{where}: count {str(value).lower()} is a boolean, not a number (expected a positive integer)")
+    if not isinstance(value, (int, float, str)):
+        raise InputError(f"{where}: count {value!r} is not a number (expected a positive integer)")
+    if isinstance(value, int):
+        number = value
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"{where}: count {value!r} is not a number (expected a positive integer)") from None
+        if not math.isfinite(number):
+            raise InputError(f"{where}: count {value!r} is not a finite number (expected a positive integer)")
+        if number != int(number):
+            raise InputError(f"{where}: count {value!r} is not a positive integer")
+        number = int(number)
+    if number <= 0:
         raise InputError(f"{where}: count {value!r} is not a positive integer")
-    return int(number)
+    if number > MAX_COUNT:
+        raise InputError(f"{where}: count {value!r} is too large (at most {MAX_COUNT:,}, the int32 column of the dataset)")
+    return number
 
 
 def make_record(
@@ -67,6 +88,10 @@ def make_record(
         counts[word] += count
     if not counts:
         raise InputError(f"{where or record_id}: context {context[-40:]!r} has no usable answers")
+    total = sum(counts.values())
+    if total > MAX_COUNT:
+        raise InputError(f"{where or record_id}: context {context[-40:]!r} has {total:,} answers in all, more than the "
+                         f"dataset's int32 column holds ({MAX_COUNT:,})")
     answers = sort_answers(counts)
     return {
         "id": record_id,

@@ -24,24 +24,40 @@ PAPER_SPLIT = {
 }
 
 
+def _flag(name: str) -> str:
+    """``validation_size`` -> "--validation-size": the CLI flag of an argument (named after it in errors)."""
+    return "--" + name.replace("_", "-")
+
+
 def _check_fraction(value: float, name: str) -> None:
-    if not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise InputError(f"`{name}` must be a fraction in (0, 1), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise InputError(f"`{name}` must be a fraction in (0, 1), got {value!r} ({_flag(name)})")
 
 
-def train_test_split_ids(ids: Sequence, test_size: float, seed: int) -> tuple[list, list]:
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"`seed` must be an integer in [0, 2**32 - 1], got {seed!r} (--seed)")
+    return seed
+
+
+def train_test_split_ids(ids: Sequence, test_size: float, seed: int, *, name: str = "test_size") -> tuple[list, list]:
     """Split ``ids`` like ``sklearn.model_selection.train_test_split(ids, test_size=, random_state=)``.
 
-    Returns ``(train, test)`` in the shuffled order scikit-learn returns them.
+    Returns ``(train, test)`` in the shuffled order scikit-learn returns them. ``name`` is the
+    argument that errors name (``passage_split`` passes ``"validation_size"`` for its second split).
     """
     import numpy as np
 
-    _check_fraction(test_size, "test_size")
+    _check_fraction(test_size, name)
+    _check_seed(seed)
     n = len(ids)
     n_test = math.ceil(test_size * n)
     n_train = n - n_test
     if n_test == 0 or n_train == 0:
-        raise InputError(f"`test_size`={test_size} leaves an empty split of {n} passages")
+        part = "validation" if name == "validation_size" else "test"
+        if n_train == 0:
+            raise InputError(f"`{name}`={test_size} puts all {n} passage(s) in {part}, none in the rest ({_flag(name)})")
+        raise InputError(f"`{name}`={test_size} gives {part} no passage of {n} ({_flag(name)})")
     perm = np.random.RandomState(seed).permutation(n)
     test = [ids[i] for i in perm[:n_test]]
     train = [ids[i] for i in perm[n_test : n_test + n_train]]
@@ -58,8 +74,11 @@ def passage_split(
     _check_fraction(test_size, "test_size")
     _check_fraction(validation_size, "validation_size")
     ids = sorted(set(passage_ids))
+    if len(ids) < 3:
+        raise InputError(f"a random train/validation/test split needs at least 3 passages, got {len(ids)} "
+                         "(add a passage column, or more passages)")
     rest, test = train_test_split_ids(ids, test_size, seed)
-    train, validation = train_test_split_ids(rest, validation_size, seed)
+    train, validation = train_test_split_ids(rest, validation_size, seed, name="validation_size")
     return {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}
 
 
