@@ -19,23 +19,43 @@ Defaults are the paper's GPT-2 configuration: ``gpt2``, Adam, lr 1e-5, 16 contex
     # data-parallel (2 CPU processes): torchrun --nproc_per_node 2 examples/train_gpt2.py ...
     # a YAML file with the same keys: python examples/train_gpt2.py config.yaml
 
+    # resume after a crash or kill -9: the same command plus --resume_from_checkpoint last (the newest
+    # complete checkpoint-N in --output_dir; checkpoints every --save_steps N with --save_strategy steps)
+    # or --resume_from_checkpoint runs/gpt2-var/checkpoint-500. Resuming gives the same weights as an
+    # uninterrupted run (same data order, optimizer, scheduler and RNG state).
+
+Bad arguments (a batch size of 0, ``--learning_rate nan``, an ``--output_dir`` that is a file, an
+unreadable or invalid YAML file...) stop before anything is loaded or created: one line on stderr
+(``error: ...``), exit status 2.
+
 Writes to ``--output_dir``: model (safetensors), tokenizer, ``varylm_run.json`` and a model card
 ``README.md`` that says how the model was trained.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import math
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from transformers import HfArgumentParser
+# bitsandbytes (imported by peft/transformers) warns on every start on CPUs with AVX512-BF16 that an optional
+# kernel package is missing; that line is noise here and would make a one-line error two lines.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
 
-from varylm_hf.data import load_provo, split_records
-from varylm_hf.errors import InputError
-from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
-from varylm_hf.trainer import VarTrainingArguments, save_var_run, train_var
+from transformers import HfArgumentParser  # noqa: E402
+
+from varylm_hf.data import load_provo, split_records  # noqa: E402
+from varylm_hf.errors import InputError, VarylmError  # noqa: E402
+from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer  # noqa: E402
+from varylm_hf.trainer import VarTrainingArguments, save_var_run, train_var  # noqa: E402
 
 
 @dataclass
@@ -46,43 +66,278 @@ class ScriptArguments:
         "help": f"Hub id, local folder, .gguf file, or '{OFFLINE_MODEL}' (offline SmolLM2-135M)."})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --model_name_or_path."})
     split: str = field(default="paper", metadata={"help": "Passage split of the Provo norms."})
-    max_train_contexts: int | None = field(default=None, metadata={"help": "Use only the first N training contexts."})
-    max_eval_contexts: int | None = field(default=None, metadata={"help": "Use only the first N validation contexts."})
+    max_train_contexts: int | None = field(default=None, metadata={
+        "help": "Use only the first N training contexts (0 or unset: all of them; negative: an error)."})
+    max_eval_contexts: int | None = field(default=None, metadata={
+        "help": "Use only the first N validation contexts (0 or unset: all of them; negative: an error)."})
+
+
+class UsageError(Exception):
+    """A command-line or YAML parsing error (printed as one line, exit status 2)."""
+
+
+class _Parser(HfArgumentParser):
+    def error(self, message):  # argparse prints usage + message (two lines); raise instead: one line
+        raise UsageError(message)
 
 
 def make_parser() -> HfArgumentParser:
     """The CLI: ScriptArguments + VarTrainingArguments (every Trainer option is available)."""
-    parser = HfArgumentParser((ScriptArguments, VarTrainingArguments))
+    parser = _Parser((ScriptArguments, VarTrainingArguments))
     parser.set_defaults(output_dir="runs/gpt2-var", eval_strategy="epoch", save_strategy="epoch",
                         save_total_limit=1, logging_steps=10)
+    for action in parser._actions:  # say what "last" means; HfArgumentParser keeps TrainingArguments' help
+        if action.dest == "resume_from_checkpoint":
+            action.help = ("Resume from this checkpoint folder, or 'last' (also 'true'): the newest complete "
+                           "checkpoint-N in --output_dir (an error when there is none).")
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _yaml_to_argv(parser: HfArgumentParser, path: str) -> list[str]:
+    """A YAML file of option names -> values as command-line words (so values are type-checked like flags)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read it ({_one_line(err)})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', None) or _one_line(err)})") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of option names to values, got a {type(data).__name__}")
+    known = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init}
+    argv: list[str] = []
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in known:
+            raise InputError(f"{path}: unknown option {key!r} (see python examples/train_gpt2.py --help)")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv += [f"--{key}", str(value).lower()]
+        elif isinstance(value, list):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def parse_arguments(parser: HfArgumentParser, argv: list[str]) -> tuple[ScriptArguments, VarTrainingArguments]:
+    """``argv`` (without the program name): flags, or a single ``config.yaml``. Raises InputError/UsageError."""
+    yaml_file = argv[0] if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) else None
+    words = _yaml_to_argv(parser, argv[0]) if yaml_file else argv
+    try:
+        script, args = parser.parse_args_into_dataclasses(args=words)
+    except (UsageError, ValueError) as err:  # argparse errors; TrainingArguments.__post_init__ raises ValueError
+        raise UsageError(f"{yaml_file}: {_one_line(err)}" if yaml_file else _one_line(err)) from err
+    return script, args
+
+
+# --------------------------------------------------------------------------- checks (before anything is loaded)
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    """The global step of a complete Trainer checkpoint (trainer_state.json is written last), else None."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest *complete* ``checkpoint-N`` in ``output_dir`` (like transformers' get_last_checkpoint,
+    which would also return a folder half-written when the run was killed)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), child) for child in folder.iterdir()
+                    if (m := _CHECKPOINT.fullmatch(child.name)) and child.is_dir()), reverse=True)
+    for _, child in found:
+        if _checkpoint_step(child) is not None:
+            return str(child)
+        print(f"skipping {child}: incomplete checkpoint (no readable trainer_state.json)", file=sys.stderr)
+    return None
+
+
+def resolve_resume(value, output_dir) -> str | None:
+    """``--resume_from_checkpoint``: a checkpoint folder, or 'last'/'true' (newest complete one in output_dir)."""
+    if value is None or value is False:
+        return None
+    text = str(value).strip()
+    if text.lower() in ("", "false", "no", "none"):
+        return None
+    if text.lower() in ("last", "true", "yes"):
+        found = last_checkpoint(output_dir)
+        if found is None:
+            raise InputError(f"--resume_from_checkpoint {text}: no complete checkpoint-N folder in "
+                             f"--output_dir {output_dir}")
+        return found
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"--resume_from_checkpoint {text}: no such folder")
+    if _checkpoint_step(folder) is None:
+        raise InputError(f"--resume_from_checkpoint {text}: not a complete Trainer checkpoint "
+                         "(no readable trainer_state.json)")
+    return str(folder)
+
+
+def check_output_dir(path, flag: str = "--output_dir") -> Path | None:
+    """Raise InputError unless ``path`` is (or can be created as) a writable folder; returns the top-most
+    folder that training will create (None when ``path`` exists), so that a failed run can remove it if empty."""
+    target = Path(os.path.abspath(os.path.expanduser(str(path))))
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(f"{flag} {path}: exists and is not a folder")
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise InputError(f"{flag} {path}: folder is not writable")
+        return None
+    parent = target
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: cannot create it ({parent} is a file, not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: cannot create it ({parent} is not writable)")
+    top = target
+    while top.parent != parent:
+        top = top.parent
+    return top
+
+
+def remove_empty_tree(top: Path | None) -> None:
+    """Remove ``top`` and its sub-folders if none of them holds a file (a run that failed before writing)."""
+    if top is None or not top.is_dir():
+        return
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(dirpath)  # refuses a folder that is not empty: nothing written is ever removed
+        except OSError:
+            return
+
+
+def check_model_source(name: str, gguf_file: str | None) -> None:
+    """A local path must exist (a missing one would otherwise be reported as a bad Hub repo id)."""
+    if name == OFFLINE_MODEL:
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir() and gguf_file is None and not (path / "config.json").is_file():
+            raise InputError(f"--model_name_or_path {name}: folder has no config.json (not a transformers model)")
+        if path.is_dir() and gguf_file is not None and not (path / gguf_file).is_file():
+            raise InputError(f"--gguf_file {gguf_file}: no such file in --model_name_or_path {name}")
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(".gguf") or "\\" in name:
+        raise InputError(f"--model_name_or_path {name}: no such file or folder")
+
+
+def check_arguments(script: ScriptArguments, args: VarTrainingArguments) -> Path | None:
+    """Validate what HfArgumentParser lets through; resolve ``resume_from_checkpoint`` in place.
+
+    Returns the folder that training will create (see :func:`check_output_dir`)."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(args, name)
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name} {value}: must be an integer >= 1")
+    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+        raise InputError(f"--learning_rate {args.learning_rate}: must be a positive finite number")
+    for name in ("weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "warmup_steps"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"--{name} {value}: must be a finite number >= 0")
+    if args.max_steps <= 0 and (not math.isfinite(args.num_train_epochs) or args.num_train_epochs <= 0):
+        raise InputError(f"--num_train_epochs {args.num_train_epochs}: must be a positive finite number")
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        value = getattr(args, name)
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise InputError(f"--{name} {value}: must be a positive number")
+    for name in ("seed", "data_seed"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 2**32:
+            raise InputError(f"--{name} {value}: must be an integer in [0, 2**32 - 1]")
+    for name in ("max_train_contexts", "max_eval_contexts"):
+        value = getattr(script, name)
+        if value is not None and value < 0:
+            raise InputError(f"--{name} {value}: must be >= 0 (0 means all contexts)")
+    check_model_source(script.model_name_or_path, script.gguf_file)
+    created = check_output_dir(args.output_dir)
+    args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    return created
+
+
+def _load_model(script: ScriptArguments, args: VarTrainingArguments):
+    try:
+        return load_model_and_tokenizer(script.model_name_or_path, gguf_file=script.gguf_file,
+                                        device="cpu" if args.use_cpu else None)
+    except InputError as err:  # the library names its own flag; this script's flag is --model_name_or_path
+        message = str(err)
+        if message.startswith("--model "):
+            raise InputError("--model_name_or_path " + message[len("--model "):]) from err
+        raise
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+# --------------------------------------------------------------------------- training
+
+
 def main(script: ScriptArguments, args: VarTrainingArguments, command: str | None = None):
-    """Load data and model, train with L_Var, save model + tokenizer + run config + card."""
-    splits = split_records(load_provo(), script.split)
-    train, evals = splits["train"], splits["validation"]
-    if script.max_train_contexts:
-        train = train[: script.max_train_contexts]
-    if script.max_eval_contexts:
-        evals = evals[: script.max_eval_contexts]
-    model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, gguf_file=script.gguf_file, device="cpu"
-                                                if args.use_cpu else None)
-    trainer = train_var(model, tokenizer, train, evals, args)
-    base = OFFLINE_MODEL_HUB_ID if script.model_name_or_path == OFFLINE_MODEL else script.model_name_or_path
-    save_var_run(trainer, args.output_dir, base_model=base, split=script.split, command=command,
-                 extra_config={"script": vars(script)})
+    """Check the arguments, load data and model, train with L_Var (resuming when asked), save model +
+    tokenizer + run config + card. A run that fails before writing anything leaves no folder behind."""
+    created = check_arguments(script, args)
+    try:
+        splits = split_records(load_provo(), script.split)
+        train, evals = splits["train"], splits["validation"]
+        if script.max_train_contexts:
+            train = train[: script.max_train_contexts]
+        if script.max_eval_contexts:
+            evals = evals[: script.max_eval_contexts]
+        model, tokenizer = _load_model(script, args)
+        if args.resume_from_checkpoint and _is_main_process():
+            step = _checkpoint_step(Path(args.resume_from_checkpoint))
+            print(f"resuming from {args.resume_from_checkpoint} (global step {step})", flush=True)
+        trainer = train_var(model, tokenizer, train, evals, args, resume_from_checkpoint=args.resume_from_checkpoint)
+        base = OFFLINE_MODEL_HUB_ID if script.model_name_or_path == OFFLINE_MODEL else script.model_name_or_path
+        save_var_run(trainer, args.output_dir, base_model=base, split=script.split, command=command,
+                     extra_config={"script": vars(script)})
+    except BaseException:
+        remove_empty_tree(created)
+        raise
     return trainer
 
 
-if __name__ == "__main__":
-    parser = make_parser()
+def run(argv: list[str] | None = None) -> int:
+    """The script: parse ``argv`` (default ``sys.argv[1:]``), train; returns the exit status.
+
+    Bad input: one line ``error: ...`` on stderr and status 2, before any model is loaded or folder made."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-            script_args, training_args = parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
-        else:
-            script_args, training_args = parser.parse_args_into_dataclasses()
-        main(script_args, training_args, command="python examples/train_gpt2.py " + shlex.join(sys.argv[1:]))
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        script_args, training_args = parse_arguments(make_parser(), argv)
+        main(script_args, training_args, command="python examples/train_gpt2.py " + shlex.join(argv))
+    except (InputError, UsageError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except VarylmError as err:  # e.g. a non-finite loss during training: one line, no traceback
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
