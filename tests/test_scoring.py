@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import string
 
 import pytest
 import torch
 
 from conftest import make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
 from varylm_hf import scoring
+from varylm_hf.data.words import WordRule
 from varylm_hf.errors import InputError
 from varylm_hf.scoring import (
     DEFINITIONS,
@@ -18,6 +18,7 @@ from varylm_hf.scoring import (
     score_words,
     word_logprobs,
     word_loss,
+    word_end_masks,
     word_start_mask,
     word_token_ids,
 )
@@ -40,20 +41,24 @@ WORDS = [
 ]
 
 
-def _start_set(tokenizer) -> set[int]:
-    """Independent word-start rule: marker or punctuation first, or a special token."""
-    out = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+def _text_after(tokenizer, i: int) -> str:
+    """Token ``i``'s text as it reads after a letter (decoded beside an anchor, keeping a leading space)."""
+    anchor = tokenizer("x", add_special_tokens=False)["input_ids"][-1:]
+    return tokenizer.decode(anchor + [i])[len(tokenizer.decode(anchor)):]
+
+
+def _end_set(tokenizer, word: str) -> set[int]:
+    """Independent end-of-word rule: every token after which the sampler's cut leaves exactly ``word``."""
+    out = set(tokenizer.all_special_ids)
     for i in range(len(tokenizer)):
-        token = tokenizer.convert_ids_to_tokens(i)
-        text = tokenizer.decode([i])
-        if token[:1] in ("\u0120", "\u010a", "\u2581") or (text and (text[0].isspace() or text[0] in string.punctuation)):
+        text = _text_after(tokenizer, i)
+        if {WordRule().cut(" " + word + text + tail, ended=True) for tail in (" ", "a")} == {word}:
             out.add(i)
     return out
 
 
 def brute_force(model, tokenizer, contexts, words, definition):
     """One forward per (context, word), no mask, full logits: the reference."""
-    start = sorted(_start_set(tokenizer))
     out = []
     for context, ws in zip(contexts, words):
         ctx = scoring.context_token_ids(tokenizer, context)
@@ -64,7 +69,10 @@ def brute_force(model, tokenizer, contexts, words, definition):
             logp = torch.log_softmax(model(input_ids=seq).logits[0].float(), -1)
             lp = sum(logp[len(ctx) - 1 + m, t] for m, t in enumerate(wid))
             if definition == "eow":
-                lp = lp + torch.logsumexp(logp[len(ctx) + len(wid) - 1, start], -1)
+                spelled = tokenizer.decode(wid).strip()
+                if WordRule().cut(" " + spelled + " ", ended=True) != spelled:  # not a word ("," "'s"): as its last letter
+                    spelled = "an" if spelled[-1:] in "nN" else "ab"
+                lp = lp + torch.logsumexp(logp[len(ctx) + len(wid) - 1, sorted(_end_set(tokenizer, spelled))], -1)
             vals.append(lp)
         out.append(torch.stack(vals))
     return out
@@ -135,14 +143,16 @@ def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):
         word_token_ids(bpe_tokenizer, "The cat", "  ")
 
 
-def test_word_start_mask(bpe_tokenizer, sp_tokenizer):
+def test_word_end_masks(bpe_tokenizer, sp_tokenizer):
     for tok in (bpe_tokenizer, sp_tokenizer):
-        mask = word_start_mask(tok)
-        assert set(mask.nonzero().flatten().tolist()) == _start_set(tok)
-        assert word_start_mask(tok) is mask  # cached per tokenizer
-        assert mask[tok.eos_token_id]
-    padded = word_start_mask(bpe_tokenizer, len(bpe_tokenizer) + 7)
-    assert padded.shape == (len(bpe_tokenizer) + 7,) and not padded[-7:].any()
+        end = word_end_masks(tok)
+        assert set(end.masks[0].nonzero().flatten().tolist()) == _end_set(tok, "ab")
+        assert set(end.masks[1].nonzero().flatten().tolist()) == _end_set(tok, "an")
+        assert word_end_masks(tok) is end  # cached per tokenizer
+        assert end.masks[:, tok.eos_token_id].all()
+        assert torch.equal(word_start_mask(tok), end.masks[0])
+    padded = word_end_masks(bpe_tokenizer, len(bpe_tokenizer) + 7)
+    assert padded.masks.shape == (2, len(bpe_tokenizer) + 7) and not padded.masks[:, -7:].any()
 
 
 def test_eow_is_paper_times_word_end_probability(gpt2_pair):
@@ -224,9 +234,13 @@ def test_no_bos_or_eos_token_is_reported(bpe_tokenizer):
     from transformers import PreTrainedTokenizerFast
 
     bare = PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer.backend_tokenizer)
-    assert scoring.context_token_ids(bare, "The cat") == bpe_tokenizer("The cat")["input_ids"]
+    sep = bare.convert_tokens_to_ids("<|endoftext|>")  # in the vocabulary: the document separator
+    assert scoring.context_token_ids(bare, "The cat") == [sep] + bpe_tokenizer("The cat")["input_ids"]
+    assert scoring.context_token_ids(bare, "The cat", bos="none") == bpe_tokenizer("The cat")["input_ids"]
     with pytest.raises(InputError, match="no BOS/EOS"):
-        scoring.context_token_ids(bare, "")
+        scoring.context_token_ids(bare, "", bos="none")
+    with pytest.raises(InputError, match="--bos"):
+        scoring.context_token_ids(bare, "The cat", bos="<nope>")
 
 
 def test_word_loss_by_hand():

@@ -36,10 +36,12 @@ class VarCollator:
         max_context_tokens: keep at most this many context tokens (cut from the left).
         max_positions: the model's position limit (contexts are cut so context + word fits).
         eow: the loss uses the end-of-word definition (the word's last token is read too).
+        bos: first token of every context (:mod:`varylm_hf.conditioning`; default ``"auto"``).
     """
 
     def __init__(self, tokenizer, label_mode: str = "all", label_k: int | None = None, seed: int = 42,
-                 max_context_tokens: int | None = None, max_positions: int | None = None, eow: bool = False):
+                 max_context_tokens: int | None = None, max_positions: int | None = None, eow: bool = False,
+                 bos: str | None = "auto"):
         self.tokenizer = tokenizer
         self.label_mode = label_mode
         self.label_k = label_k
@@ -47,6 +49,7 @@ class VarCollator:
         self.max_context_tokens = max_context_tokens
         self.max_positions = max_positions
         self.eow = eow
+        self.bos = bos
         self._cache: dict = {}
 
     def encode(self, record: dict) -> tuple[list[int], list[list[int]], list[float], str]:
@@ -64,7 +67,7 @@ class VarCollator:
         try:
             (ctx,), (wids,) = encode_batch(self.tokenizer, [record["context"]], [words],
                                            max_context_tokens=self.max_context_tokens,
-                                           max_positions=self.max_positions, eow=self.eow)
+                                           max_positions=self.max_positions, eow=self.eow, bos=self.bos)
         except InputError as err:
             raise InputError(f"record {rid}: {err}") from None
         out = (ctx, wids, [p for _, p in dist], rid)

@@ -35,7 +35,9 @@ from importlib import resources
 from pathlib import Path
 
 from . import metrics as M
+from .conditioning import first_token_text
 from .data.normalize import NO_WORD, Normalizer, normalize_word
+from .data.words import DEFAULT_WORD_RULE, WordRule, describe_word_rule
 from ._io import atomic_folder
 from .errors import InputError
 
@@ -83,20 +85,31 @@ def score_sampled(record: dict, samples: Sequence[str], seed: int) -> dict:
     }
 
 
-def score_exact(record: dict, q: dict[str, float], oracle_seed: int) -> dict:
-    """Per-context numbers from exact probabilities ``q`` of the human words."""
+def score_exact(record: dict, q: dict[str, float], oracle_seeds: Sequence[int] | int) -> dict:
+    """Per-context numbers from exact probabilities ``q`` of the human words.
+
+    The oracle is computed for every seed (``oracle_by_seed``); ``oracle_tvd`` is the first seed's.
+    """
     human = record["answers"]
     mass = sum(q.get(a["word"], 0.0) for a in human)
+    seeds = [oracle_seeds] if isinstance(oracle_seeds, int) else list(oracle_seeds)
+    oracle = {str(s): M.oracle_tvd(human, s) for s in seeds}
     return {
         **_context_keys(record),
         "mode": "exact",
         "seed": None,
         "tvd": M.exact_tvd(human, q, tolerance=1e-4),
-        "oracle_tvd": M.oracle_tvd(human, oracle_seed),
+        "oracle_tvd": oracle[str(seeds[0])],
+        "oracle_by_seed": oracle,
         "human_mass": mass,
         "human_entropy": M.entropy(human),
         "q": {a["word"]: q.get(a["word"], 0.0) for a in human},
     }
+
+
+def _row_oracle(row: dict, seed: int) -> float:
+    """A row's oracle TVD for ``seed`` (rows written before per-seed oracles had one value)."""
+    return row.get("oracle_by_seed", {}).get(str(seed), row["oracle_tvd"])
 
 
 def _context_keys(record: dict) -> dict:
@@ -119,54 +132,67 @@ def _check_records(records) -> list[dict]:
 # --------------------------------------------------------------------------- exact mode
 
 
-def surface_forms(word: str) -> list[str]:
-    """Surface forms whose exact probabilities add up to the normalised word's: ``w`` and ``W``.
+def surface_forms(word: str, rule: WordRule = DEFAULT_WORD_RULE) -> list[str]:
+    """Surface forms whose exact probabilities add up to the normalised word's (:meth:`WordRule.surface_forms`).
 
-    A sampled ``"The"`` normalises to ``"the"``, so exact ``q("the")`` must include ``q("The")``.
-    Trailing punctuation (``"the,"``) is covered by the ``eow`` end-of-word term.
+    A sampled ``"The"`` normalises to ``"the"``, so exact ``q("the")`` includes ``q("The")``; a sampled
+    ``"can't"`` is the word ``"ca"`` (Treebank split), so ``q("ca")`` includes ``q("can't")``. Trailing
+    punctuation (``"the,"``) is covered by the ``eow`` end-of-word term.
     """
-    forms = [word]
-    cap = word[:1].upper() + word[1:]
-    if cap != word:
-        forms.append(cap)
-    return forms
+    return rule.surface_forms(word)
+
+
+def _countable_forms(tokenizer, forms: list[str], lead: str, end) -> list[str]:
+    """The forms to sum for one word: spellable without the unknown token, and not already counted.
+
+    A form whose tokens extend another form's tokens by a token that ends that other form (``"can't"``
+    spelled ``"▁ca" + "n't"`` after ``"ca"``) is inside that form's end-of-word mass: summing both
+    would count it twice. The first form (the word itself) is always kept.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    kept: list[tuple[str, list[int]]] = []
+    for i, form in enumerate(forms):
+        ids = list(tokenizer(lead + form, add_special_tokens=False)["input_ids"])
+        if i and (not ids or (unk is not None and unk in ids)):
+            continue  # a form the tokenizer can only write as <unk> is never sampled
+        inside = any(len(g) < len(ids) and ids[: len(g)] == g and g and ids[len(g)] < end.masks.shape[1]
+                     and bool(end.masks[int(end.token_class[g[-1]]), ids[len(g)]]) for _, g in kept)
+        if i == 0 or not inside:
+            kept.append((form, ids))
+    return [f for f, _ in kept]
 
 
 def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_shot_example=None,
                      strategy: str = "passage", batch_size: int | None = None, progress: bool = False,
-                     normalizer: Normalizer | None = None) -> list[dict[str, float]]:
-    """Exact ``q(w|c)`` (``eow`` definition) of every human word of every record.
+                     normalizer: Normalizer | None = None, bos: str | None = "auto",
+                     word_rule: WordRule | None = None) -> list[dict[str, float]]:
+    """Exact ``q(w|c)`` (``eow`` definition, the sampler's outcome space) of every human word of every record.
 
-    The model is conditioned exactly as the sampler conditions it (plain: ``[BOS] + context``;
-    chat prompts: the formatted prompt, the word starting the response). Each word's probability
-    adds the probabilities of its :func:`surface_forms` whose normalised form is the word (forms
-    the tokenizer can only spell with its unknown token are left out).
+    The model is conditioned exactly as the sampler conditions it (plain: first token + context,
+    :mod:`varylm_hf.conditioning`; chat prompts: the formatted prompt, the word starting the
+    response). Each word's probability adds the probabilities of its :func:`surface_forms` under the
+    sampler's word rule (forms the tokenizer can only spell with its unknown token are left out).
     """
     import math
 
-    from .sampling import build_prompts, encode_prompts, resolve_prompt_style
-    from .scoring import word_logprobs
+    from .sampling import build_prompts, encode_prompts, resolve_prompt_style, word_rule_for
+    from .scoring import word_end_masks, word_logprobs
 
+    rule = word_rule_for(normalizer, word_rule)
     style = resolve_prompt_style(tokenizer, prompt)
     words = [[a["word"] for a in r["answers"]] for r in records]
-    unk = getattr(tokenizer, "unk_token_id", None)
-
-    def spellable(form: str) -> bool:  # a form the tokenizer can only write as <unk> is never sampled
-        return unk is None or unk not in tokenizer(" " + form, add_special_tokens=False)["input_ids"]
-
-    forms = [
-        [[w] + [f for f in surface_forms(w)[1:] if normalize_word(f, normalizer) == w and spellable(f)] for w in ws]
-        for ws in words
-    ]
+    lead = " " if style == "plain" else ""
+    end = word_end_masks(tokenizer, None, rule)
+    forms = [[_countable_forms(tokenizer, surface_forms(w, rule), lead, end) for w in ws] for ws in words]
     flat = [[f for fs in per for f in fs] for per in forms]
-    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": progress}
+    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": progress, "word_rule": rule}
     if style == "plain":
-        logps = word_logprobs(model, tokenizer, [r["context"] for r in records], flat, **kw)
+        logps = word_logprobs(model, tokenizer, [r["context"] for r in records], flat, bos=bos, **kw)
     else:
         prompts = build_prompts(tokenizer, [r["context"] for r in records], style, one_shot_example)
         prompt_ids = encode_prompts(tokenizer, prompts, chat=True)
         # empty context: the word is tokenised without a leading space, right after the prompt
-        logps = word_logprobs(model, tokenizer, [""] * len(records), flat, prompt_ids=prompt_ids, add_bos=False, **kw)
+        logps = word_logprobs(model, tokenizer, [""] * len(records), flat, prompt_ids=prompt_ids, bos="none", **kw)
     out = []
     for ws, per, lp in zip(words, forms, logps):
         q, k = {}, 0
@@ -207,6 +233,8 @@ def evaluate_model(
     top_k: int = 0,
     top_p: float = 1.0,
     strategy: str = "passage",
+    bos: str | None = "auto",
+    word_rule: WordRule | None = None,
     name: str = "model",
     out_dir: str | os.PathLike | None = None,
     figures: bool = True,
@@ -229,6 +257,8 @@ def evaluate_model(
         max_new_tokens, temperature, top_k, top_p: sampling controls (defaults: ancestral sampling).
         strategy: scoring strategy of exact mode (:mod:`varylm_hf.scoring`); ``"passage"`` shares the
             prefix of consecutive contexts of a passage (same numbers as ``"tree"``, faster).
+        bos: first token of plain contexts (:mod:`varylm_hf.conditioning`), in sampling and exact mode alike.
+        word_rule: the word outcome (:mod:`varylm_hf.data.words`) of the sampler's cut and the exact masks.
         name: the model's row label in tables and figures.
         out_dir: when given, :func:`write_run` writes rows, summary, table and figures there.
         figures: draw the figures (needs matplotlib).
@@ -260,22 +290,26 @@ def evaluate_model(
             samples = sample_next_words(
                 model, tokenizer, [r["context"] for r in records], num_samples, prompt=prompt,
                 one_shot_example=one_shot_example, max_new_tokens=max_new_tokens, temperature=temperature,
-                top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size, progress=progress,
+                top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size, progress=progress, bos=bos,
+                word_rule=word_rule,
             )
             timing[f"sampled_seed_{seed}_s"] = time.perf_counter() - t0
             rows.extend(score_sampled(r, s, seed) for r, s in zip(records, samples))
     if mode in ("exact", "both"):
         t0 = time.perf_counter()
         qs = exact_word_probs(model, tokenizer, records, prompt=prompt, one_shot_example=one_shot_example,
-                              strategy=strategy, progress=progress)
+                              strategy=strategy, progress=progress, bos=bos, word_rule=word_rule)
         timing["exact_s"] = time.perf_counter() - t0
-        rows.extend(score_exact(r, q, seeds[0]) for r, q in zip(records, qs))
+        rows.extend(score_exact(r, q, seeds) for r, q in zip(records, qs))
     for key in [k for k in timing if k.endswith("_s")]:
         timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
     from .sampling import resolve_prompt_style
 
+    style = resolve_prompt_style(tokenizer, prompt)
     cfg = {
-        "mode": mode, "num_samples": num_samples, "prompt": resolve_prompt_style(tokenizer, prompt),
+        "mode": mode, "num_samples": num_samples, "prompt": style,
+        "first_token": first_token_text(tokenizer, bos) if style == "plain" else "(chat template)",
+        "word_rule": describe_word_rule(word_rule or DEFAULT_WORD_RULE),
         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
         "batch_size": batch_size, "exact_definition": "eow", "exact_strategy": strategy,
         **(config or {}),
@@ -327,8 +361,10 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
         )
     if sampled:  # one oracle split per seed
         per_seed_oracle = [statistics.fmean(r["oracle_tvd"] for r in by_seed[s]) for s in seeds if by_seed[s]]
-    else:  # exact mode alone: the oracle split of the first seed
-        per_seed_oracle = [statistics.fmean(r["oracle_tvd"] for r in exact)] if exact else []
+    elif exact:  # exact mode alone: every seed's oracle split, stored per row
+        per_seed_oracle = [statistics.fmean(_row_oracle(r, s) for r in exact) for s in seeds]
+    else:
+        per_seed_oracle = []
     out["oracle"] = {**_stat(per_seed_oracle), "per_seed": per_seed_oracle}
     if exact:
         out["exact"] = {

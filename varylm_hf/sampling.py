@@ -2,12 +2,12 @@
 
 For every context the model draws ``num_samples`` continuations (40, as in the paper) with
 plain ancestral sampling (``top_k=0, top_p=1.0, temperature=1.0`` unless told otherwise), each
-continued until its first word is complete (whitespace after the word, or end of sequence:
-an EOS or any other special token, which is not text),
-and each cut to that word with the *same* normaliser as the human answers
-(:func:`varylm_hf.data.normalize.first_word`). A sample that yields no word (only punctuation,
-end of sequence first, or no word boundary within ``max_new_tokens``) is kept as the outcome
-:data:`~varylm_hf.data.normalize.NO_WORD`.
+continued until its first word is decided, and each cut to that word by the ONE word rule that the
+exact scorer's end-of-word masks derive from (:class:`varylm_hf.data.words.WordRule`: one space then
+letters/digits after a plain context, the response's start after a chat prompt; inner hyphens kept,
+contractions split as in the Provo answers), normalised like the human answers. A sample that opens
+no word (punctuation first, no space, end of sequence first, or no decision within
+``max_new_tokens``) is kept as the outcome :data:`~varylm_hf.data.normalize.NO_WORD`.
 
 Speed: the prompts of a batch of contexts are encoded once (left-padded, one forward pass);
 the key/value cache is then repeated ``num_samples`` times and the samples are decoded
@@ -18,7 +18,8 @@ every context 40 times; see ``benchmarks/bench_eval.py``.
 Seeding: each context gets its own random generator, seeded from ``seed`` and the context
 text, so the samples of a context do not depend on the batch it lands in nor on ``--limit``.
 
-Prompts (``prompt=``): ``"plain"`` (BOS, when the tokenizer has one, and the context: the
+Prompts (``prompt=``): ``"plain"`` (the first token of :mod:`varylm_hf.conditioning` -- the
+tokenizer's own BOS or the document separator, never a chat marker -- and the context: the
 same conditioning as the word scorer and the trainer, for pretrained models),
 ``"instruction"`` (the paper's instruction prompt inside the chat template, for
 instruction-tuned models), ``"one_shot"`` (the 1-shot baseline prompt; needs
@@ -28,13 +29,15 @@ else ``"plain"``).
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import zlib
 from collections.abc import Sequence
 
-from .data.normalize import NO_WORD, Normalizer, first_word
+from .data.normalize import NO_WORD, Normalizer
+from .data.words import DEFAULT_WORD_RULE, WordRule
 from .errors import InputError
 from .prompts import chat_messages, instruction_prompt, one_shot_prompt
+from .scoring import context_token_ids
 
 __all__ = [
     "PROMPT_STYLES",
@@ -48,7 +51,6 @@ __all__ = [
 ]
 
 PROMPT_STYLES = ("auto", "plain", "instruction", "one_shot")
-_BOUNDARY = re.compile(r"\S\s")
 
 
 def resolve_prompt_style(tokenizer, prompt: str = "auto") -> str:
@@ -92,29 +94,45 @@ def context_seed(seed: int, context: str) -> int:
     return zlib.crc32(f"{int(seed)}\x00{context}".encode("utf-8"))
 
 
-def word_from_continuation(text: str, ended: bool, normalizer: Normalizer | None = None) -> str:
-    """The normalised first word of a continuation, or :data:`NO_WORD`.
+def word_rule_for(normalizer: Normalizer | None = None, rule: WordRule | None = None) -> WordRule:
+    """The word rule to cut samples with: ``rule`` (default rule) with ``normalizer`` swapped in if given."""
+    rule = rule or DEFAULT_WORD_RULE
+    return rule if normalizer is None else dataclasses.replace(rule, normalizer=normalizer)
 
-    The word counts only when complete: followed by whitespace inside ``text``, or ``ended``
-    (end of sequence reached right after it). ``first_word`` does the cutting and normalising.
+
+def lead_of(chat: bool) -> str:
+    """What precedes a word: one space after a plain context, nothing at the start of a chat response."""
+    return "" if chat else " "
+
+
+def word_from_continuation(text: str, ended: bool, normalizer: Normalizer | None = None, *, chat: bool = False,
+                           rule: WordRule | None = None) -> str:
+    """The outcome of a finished continuation: its normalised first word, or :data:`NO_WORD`.
+
+    Cut by :meth:`varylm_hf.data.words.WordRule.first_word` (``ended``: the sequence ended right
+    after ``text``); a continuation still undecided when the token budget ran out is a failure.
     """
-    if not ended and not _BOUNDARY.search(text):
-        return NO_WORD
-    return first_word(text, normalizer)
+    word = word_rule_for(normalizer, rule).first_word(text, ended=ended, lead=lead_of(chat))
+    return NO_WORD if word is None else word
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool) -> list[list[int]]:
+def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool, bos: str | None = "auto") -> list[list[int]]:
     """Token ids the model is conditioned on, the same way the word scorer and trainer encode them.
 
-    Plain contexts: ``[BOS] + tokens(context)`` (:func:`varylm_hf.scoring.context_token_ids`; an empty
-    context falls back to EOS). Chat prompts are already formatted by the template, which holds
-    its own special tokens: they are tokenised as they are.
+    Plain contexts: ``[first token] + tokens(context)`` (:func:`varylm_hf.scoring.context_token_ids`
+    with ``bos``; an empty context falls back to EOS). Chat prompts are already formatted by the
+    template, which holds its own special tokens: they are tokenised as they are.
     """
-    from .scoring import context_token_ids
-
     if chat:
         return [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts]
-    return [context_token_ids(tokenizer, text, add_bos=True) for text in prompts]
+    return [context_token_ids(tokenizer, text, bos=bos) for text in prompts]
+
+
+def _decode_after(tokenizer, anchors: Sequence[int], rows: Sequence[list[int]]) -> list[str]:
+    """Decode each row as it reads after its anchor token (keeps SentencePiece's leading space)."""
+    full = tokenizer.batch_decode([[a] + r for a, r in zip(anchors, rows)], skip_special_tokens=True)
+    heads = tokenizer.batch_decode([[a] for a in anchors], skip_special_tokens=True)
+    return [f[len(h):] if f.startswith(h) else f for f, h in zip(full, heads)]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -178,6 +196,8 @@ def sample_next_words(
     seed: int = 42,
     batch_size: int = 4,
     normalizer: Normalizer | None = None,
+    bos: str | None = "auto",
+    word_rule: WordRule | None = None,
     return_texts: bool = False,
     progress: bool = False,
 ):
@@ -196,6 +216,8 @@ def sample_next_words(
         seed: base seed; each context's generator is seeded with :func:`context_seed`.
         batch_size: contexts encoded together (the cache holds ``batch_size * num_samples`` rows).
         normalizer: word normaliser (default: the one used for the human answers).
+        bos: first token of plain contexts (:mod:`varylm_hf.conditioning`).
+        word_rule: where the first word ends (default :data:`~varylm_hf.data.words.DEFAULT_WORD_RULE`).
         return_texts: also return the raw decoded continuations.
         progress: show a tqdm bar (contexts/s).
 
@@ -208,10 +230,15 @@ def sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain")
+    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos)
     eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
-    device = next(model.parameters()).device
+    spec = _Decoding(
+        tokenizer=tokenizer, num_samples=num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p, eos=eos, device=next(model.parameters()).device,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0),
+        rule=word_rule_for(normalizer, word_rule), lead=lead_of(style != "plain"),
+    )
+    device = spec.device
 
     words: list[list[str]] = []
     texts: list[list[str]] = []
@@ -227,10 +254,7 @@ def sample_next_words(
             gens = [
                 torch.Generator(device=device).manual_seed(context_seed(seed, c)) for c in batch_ctx
             ]
-            w, t = _sample_batch(
-                model, tokenizer, batch_ids, gens, num_samples, max_new_tokens,
-                temperature, top_k, top_p, eos, pad_id, device, normalizer,
-            )
+            w, t = _sample_batch(model, batch_ids, gens, spec)
             words.extend(w)
             texts.extend(t)
             if bar is not None:
@@ -241,9 +265,29 @@ def sample_next_words(
     return (words, texts) if return_texts else words
 
 
-def _sample_batch(model, tokenizer, batch_ids, gens, S, max_new_tokens, temperature, top_k, top_p,
-                  eos, pad_id, device, normalizer):
+@dataclasses.dataclass(frozen=True)
+class _Decoding:
+    """Everything one sampling batch needs besides the model, its prompts and generators."""
+
+    tokenizer: object
+    num_samples: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    eos: set
+    pad_id: int
+    device: object
+    rule: WordRule
+    lead: str
+
+
+def _sample_batch(model, batch_ids, gens, spec: _Decoding):
     import torch
+
+    tokenizer, S, max_new_tokens, eos, pad_id, device = (spec.tokenizer, spec.num_samples, spec.max_new_tokens,
+                                                         spec.eos, spec.pad_id, spec.device)
+    anchors = [ids[-1] for ids in batch_ids]
 
     B = len(batch_ids)
     L = max(len(x) for x in batch_ids)
@@ -270,7 +314,7 @@ def _sample_batch(model, tokenizer, batch_ids, gens, S, max_new_tokens, temperat
         done = [False] * n_rows
         active = list(range(n_rows))  # row ids still decoding, in cache order
         for step in range(max_new_tokens):
-            probs = _filter_logits(logits, temperature, top_k, top_p)  # (len(active), V)
+            probs = _filter_logits(logits, spec.temperature, spec.top_k, spec.top_p)  # (len(active), V)
             tokens = torch.empty(len(active), dtype=torch.long, device=device)
             # draw each context's rows with that context's generator
             pos = 0
@@ -290,10 +334,10 @@ def _sample_batch(model, tokenizer, batch_ids, gens, S, max_new_tokens, temperat
                     generated[row].append(tok)
                     to_decode.append(row)
             if to_decode:
-                decoded = tokenizer.batch_decode([generated[r] for r in to_decode], skip_special_tokens=True)
+                decoded = _decode_after(tokenizer, [anchors[r // S] for r in to_decode], [generated[r] for r in to_decode])
                 for row, text in zip(to_decode, decoded):
-                    if _BOUNDARY.search(text):
-                        done[row] = True
+                    if spec.rule.cut(text, ended=False, lead=spec.lead) is not None:
+                        done[row] = True  # the first word (or the failure) is decided
             keep = [k for k, row in enumerate(active) if not done[row]]
             if not keep or step == max_new_tokens - 1:
                 break
@@ -309,8 +353,8 @@ def _sample_batch(model, tokenizer, batch_ids, gens, S, max_new_tokens, temperat
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
 
-    texts_flat = tokenizer.batch_decode(generated, skip_special_tokens=True)
-    words_flat = [word_from_continuation(t, e, normalizer) for t, e in zip(texts_flat, ended)]
+    texts_flat = _decode_after(tokenizer, [anchors[r // S] for r in range(n_rows)], generated)
+    words_flat = [word_from_continuation(t, e, rule=spec.rule, chat=spec.lead == "") for t, e in zip(texts_flat, ended)]
     words = [words_flat[i * S : (i + 1) * S] for i in range(B)]
     texts = [texts_flat[i * S : (i + 1) * S] for i in range(B)]
     return words, texts
@@ -330,6 +374,8 @@ def naive_sample_next_words(
     top_p: float = 1.0,
     seed: int = 42,
     normalizer: Normalizer | None = None,
+    bos: str | None = "auto",
+    word_rule: WordRule | None = None,
 ) -> list[list[str]]:
     """Reference sampler: ``model.generate(num_return_sequences=num_samples)`` once per context.
 
@@ -342,10 +388,11 @@ def naive_sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain")
+    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos)
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     device = next(model.parameters()).device
+    rule, chat = word_rule_for(normalizer, word_rule), style != "plain"
     results = []
     for ctx, ids in zip(contexts, encoded):
         torch.manual_seed(context_seed(seed, ctx))
@@ -361,7 +408,7 @@ def naive_sample_next_words(
         for seq in new:
             cut = next((k for k, t in enumerate(seq) if t in eos), None)
             ended = cut is not None
-            text = tokenizer.decode(seq[:cut] if ended else seq, skip_special_tokens=True)
-            row_words.append(word_from_continuation(text, ended, normalizer))
+            text = _decode_after(tokenizer, [ids[-1]], [seq[:cut] if ended else seq])[0]
+            row_words.append(word_from_continuation(text, ended, rule=rule, chat=chat))
         results.append(row_words)
     return results

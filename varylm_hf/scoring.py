@@ -6,13 +6,17 @@ A word is scored as it would appear after its context (GPT-2 BPE ``" word"``, Se
     log q(w|c) = sum_j log q(t_j | c, t_<j)                      definition="paper"  (eq. 3)
     log q(w|c) = sum_j log q(t_j | c, t_<j) + log B(c, t_1..t_n)  definition="eow"
 
-where ``B`` is the probability that the token after the word begins a new word (a
-whitespace-initial token, a punctuation-initial token, or a special token such as EOS;
-Pimentel & Meister 2024). Example of the difference: after "The cat sat on", GPT-2-style BPE
-gives ``q_paper(" the")`` the mass of every continuation that starts with the token ``" the"``,
-including ``" there"``-like words spelled ``" the" + "re"``; ``q_eow(" the")`` keeps only the
-part where the next token is ``" mat"``, ``","``, ``"."``... so ``q_eow <= q_paper`` always,
-and the ``eow`` probabilities of all words (plus "no word") sum to at most 1.
+where ``B`` is the probability that the token after the word ends it under the sampler's word
+rule (:mod:`varylm_hf.data.words`, Pimentel & Meister 2024's end-of-word term): a space, most
+punctuation (``.``, ``,``, ``'s``) or a special token such as EOS -- but not ``re`` after
+``the``, ``-known`` after ``well`` nor ``'t`` after ``can`` (``can't`` is the word ``ca``, as
+in the Provo answers). Example: after "The cat sat on", ``q_paper(" the")`` has the mass of every
+continuation that starts with the token ``" the"``, including ``" there"`` spelled ``" the" +
+"re"``; ``q_eow(" the")`` keeps only the part where the word ends there. So ``q_eow <= q_paper``,
+and ``q_eow`` is the probability of the sampler's outcome: exact TVD lives on the sampler's
+outcome space (a continuation that does not open a new word is a failure, left as residual
+mass). It is not the full Pimentel & Meister word probability, which also divides by the
+probability that a new word starts after the context.
 
 Strategies (all give the same numbers, to float rounding; see tests/test_scoring.py):
 
@@ -34,14 +38,16 @@ Only the positions whose next-token distribution is needed reach the LM head
 from __future__ import annotations
 
 import inspect
-import unicodedata
 import warnings
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .conditioning import first_token_id
+from .data.words import DEFAULT_WORD_RULE, WordRule
 from .errors import InputError
 
 __all__ = [
@@ -50,6 +56,8 @@ __all__ = [
     "word_token_ids",
     "context_token_ids",
     "word_start_mask",
+    "word_end_masks",
+    "WordEnd",
     "encode_batch",
     "supports_tree_attention",
     "score_token_ids",
@@ -107,13 +115,15 @@ def word_token_ids(tokenizer, context: str, word: str) -> list[int]:
     return list(tokenizer(sep + word, add_special_tokens=False)["input_ids"])
 
 
-def context_token_ids(tokenizer, context: str, *, add_bos: bool = True, prompt_ids=None,
+def context_token_ids(tokenizer, context: str, *, bos: str | None = "auto", prompt_ids=None,
                       max_context_tokens: int | None = None) -> list[int]:
-    """Token ids of a context: ``[BOS] + prompt_ids + context tokens`` (context cut from the left).
+    """Token ids of a context: ``[first token] + prompt_ids + context tokens`` (context cut from the left).
 
     Args:
-        add_bos: prepend the tokenizer's BOS token when it has one. A context with neither BOS,
-            prompt nor text falls back to the EOS token (GPT-2's document separator).
+        bos: the first token (:func:`varylm_hf.conditioning.first_token_id`): ``"auto"`` (the
+            tokenizer's own BOS if it adds one, else the document separator such as ``<|endoftext|>``),
+            ``"none"``/``None`` or a token. A context with neither first token, prompt nor text
+            falls back to the EOS token.
         prompt_ids: token ids placed before every context (never truncated).
         max_context_tokens: keep at most this many context tokens (the last ones).
     """
@@ -121,8 +131,9 @@ def context_token_ids(tokenizer, context: str, *, add_bos: bool = True, prompt_i
     if max_context_tokens is not None and len(ids) > max_context_tokens:
         ids = ids[len(ids) - max_context_tokens:] if max_context_tokens > 0 else []
     head = []
-    if add_bos and tokenizer.bos_token_id is not None:
-        head.append(tokenizer.bos_token_id)
+    first = first_token_id(tokenizer, bos)
+    if first is not None:
+        head.append(first)
     head.extend(prompt_ids or [])
     out = head + list(ids)
     if not out:
@@ -134,49 +145,97 @@ def context_token_ids(tokenizer, context: str, *, add_bos: bool = True, prompt_i
     return out
 
 
-_START_MASKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_END_MASKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SPACE_MARKERS = ("\u0120", "\u010a", "\u0109", "\u010d", "\u2581")  # Ġ Ċ ĉ č ▁ (space/newline/tab)
 
 
-def _starts_word(token: str, text: str) -> bool:
-    if token[:1] in ("\u0120", "\u010a", "\u0109", "\u010d", "\u2581"):  # Ġ Ċ ĉ č ▁ (space/newline/tab)
-        return True
-    if not text or text[0] == "\ufffd":  # empty or partial UTF-8 byte
-        return False
-    return text[0].isspace() or unicodedata.category(text[0])[0] in ("P", "S")
+@dataclass(frozen=True)
+class WordEnd:
+    """Which next tokens end a word, derived from a :class:`~varylm_hf.data.words.WordRule`.
+
+    Attributes:
+        masks: boolean ``(C, V)``; row ``c`` marks the tokens that, right after a word of end class
+            ``c``, leave that word as the outcome (``WordRule.word_end_class``: ``n``-final words
+            differ because ``n't`` takes their ``n``). Special tokens (EOS...) end every word.
+        token_class: long ``(V,)``: the end class of a word whose last token is ``v``.
+    """
+
+    masks: torch.Tensor
+    token_class: torch.Tensor
+
+    def padded(self, vocab_size: int) -> "WordEnd":
+        """The same masks padded with False (class 0) up to the model's logits size."""
+        n = self.masks.shape[1]
+        if vocab_size == n:
+            return self
+        m = min(vocab_size, n)
+        masks = torch.zeros(self.masks.shape[0], vocab_size, dtype=torch.bool)
+        masks[:, :m] = self.masks[:, :m]
+        cls = torch.zeros(vocab_size, dtype=torch.long)
+        cls[:m] = self.token_class[:m]
+        return WordEnd(masks, cls)
+
+    def term(self, logp_rows: torch.Tensor, last_tokens) -> torch.Tensor:
+        """``log P(next token ends the word)`` for each row of ``logp_rows`` (E, V), given each word's last token."""
+        device = logp_rows.device
+        cls = self.token_class.to(device)[torch.as_tensor(last_tokens, dtype=torch.long, device=device)]  # (E,)
+        allowed = self.masks.to(device)[cls]  # (E, V)
+        return torch.logsumexp(logp_rows.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
-def word_start_mask(tokenizer, vocab_size: int | None = None) -> torch.Tensor:
-    """Boolean tensor over the vocabulary: True for tokens that begin a new word.
+def _as_word_end(value) -> WordEnd:
+    if isinstance(value, WordEnd):
+        return value
+    mask = torch.as_tensor(value, dtype=torch.bool)  # one class: a plain (V,) mask
+    return WordEnd(mask[None], torch.zeros(mask.shape[-1], dtype=torch.long))
 
-    A token begins a new word when its text starts with whitespace (``Ġ``/``▁`` markers
-    included) or with punctuation or a symbol, or when it is a special token (EOS, end of turn...;
-    the unknown token excepted). Computed once per tokenizer and cached. ``vocab_size`` pads the
-    mask with False up to the model's logits size.
+
+def _token_texts(tokenizer, n: int) -> list[str]:
+    """Each token's text as it reads after a word (a space marker becomes a real space)."""
+    ids = list(range(n))
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    out = []
+    for tok, text in zip(tokens, texts):
+        tok = tok or ""
+        if tok[:1] in _SPACE_MARKERS and not text[:1].isspace():
+            text = (" " if tok[0] in ("\u0120", "\u2581") else "\n") + text  # SentencePiece drops a leading space
+        out.append(text)
+    return out
+
+
+def word_end_masks(tokenizer, vocab_size: int | None = None, rule: WordRule = DEFAULT_WORD_RULE) -> WordEnd:
+    """End-of-word masks of ``tokenizer`` under ``rule`` (the sampler's word definition), cached per tokenizer.
+
+    A token ends the word before it when :meth:`WordRule.ends_word` says so for its text (a space,
+    ``.``, ``,``, ``'s``...; not ``re`` after ``the``, not ``-known`` after ``well``, not ``'t`` after
+    ``can``), or when it is a special token (EOS, end of turn, SmolLM2's ``<|endoftext|>``...: the sampler
+    stops at every special token).
+    ``vocab_size`` pads the masks up to the model's logits size.
     """
     try:
-        cached = _START_MASKS.get(tokenizer)
+        cached = _END_MASKS.get(tokenizer, {}).get(rule)
     except TypeError:
         cached = None
     if cached is None:
         n = len(tokenizer)
-        ids = list(range(n))
-        tokens = tokenizer.convert_ids_to_tokens(ids)
-        texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
-        cached = torch.tensor([_starts_word(t or "", s) for t, s in zip(tokens, texts)], dtype=torch.bool)
-        special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-        for i in special:
+        texts = _token_texts(tokenizer, n)
+        masks = torch.tensor([[rule.ends_word(probe, t) for t in texts] for probe in rule.PROBES], dtype=torch.bool)
+        for i in set(tokenizer.all_special_ids):  # the sampler stops at every special token (unk too)
             if i is not None and 0 <= i < n:
-                cached[i] = True
+                masks[:, i] = True
+        cls = torch.tensor([rule.word_end_class(t.strip() or "x") for t in texts], dtype=torch.long)
+        cached = WordEnd(masks, cls)
         try:
-            _START_MASKS[tokenizer] = cached
+            _END_MASKS.setdefault(tokenizer, {})[rule] = cached
         except TypeError:
             pass
-    if vocab_size is not None and vocab_size != len(cached):
-        out = torch.zeros(vocab_size, dtype=torch.bool)
-        m = min(vocab_size, len(cached))
-        out[:m] = cached[:m]
-        return out
-    return cached
+    return cached if vocab_size is None else cached.padded(vocab_size)
+
+
+def word_start_mask(tokenizer, vocab_size: int | None = None) -> torch.Tensor:
+    """Boolean ``(V,)``: tokens that end a word not ending in ``n`` (row 0 of :func:`word_end_masks`)."""
+    return word_end_masks(tokenizer, vocab_size).masks[0]
 
 
 # --------------------------------------------------------------------------- model helpers
@@ -230,8 +289,8 @@ def _logits_at(model, input_ids, keep, params, **kw) -> torch.Tensor:
     return logits[keep]
 
 
-def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, start_mask, like):
-    """Sum per word: log-probs of its tokens (+ the end-of-word term)."""
+def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, word_end, like):
+    """Sum per word: log-probs of its tokens (+ the end-of-word term; ``q_tok`` of a word's last query is its last token)."""
     out = torch.zeros(n_words, dtype=torch.float32, device=like.device)
     if q_row:
         rows = torch.tensor(q_row, device=like.device)
@@ -239,7 +298,10 @@ def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, start_
         out = out.index_add(0, torch.tensor(q_word, device=like.device), logp_rows[rows, toks])
     if eow_rows:
         lp = logp_rows[torch.tensor(eow_rows, device=like.device)]  # (E, V)
-        term = torch.logsumexp(lp[:, start_mask.to(like.device)], dim=-1)
+        last = {}
+        for w, t in zip(q_word, q_tok):
+            last[w] = t
+        term = word_end.term(lp, [last[w] for w in eow_word])
         out = out.index_add(0, torch.tensor(eow_word, device=like.device), term)
     return out
 
@@ -338,7 +400,7 @@ def _score_context(model, context_ids, word_ids, eow, start_mask):
                 w = words[j]
                 extra = logp[r, torch.arange(len(w) - 1, device=device), torch.tensor(w[1:], dtype=torch.long, device=device)].sum()
                 if eow:
-                    extra = extra + torch.logsumexp(logp[r, len(w) - 1][start_mask.to(device)], dim=-1)
+                    extra = extra + start_mask.term(logp[r, len(w) - 1][None], [w[-1]])[0]
                 values[j] = values[j] + extra
         out.append(torch.stack(values))
     return out
@@ -459,7 +521,7 @@ def _check_args(definition, strategy, word_start_mask_):
     if strategy not in STRATEGIES:
         raise InputError(f"`strategy`={strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if definition == "eow" and word_start_mask_ is None:
-        raise InputError("`definition`='eow' needs `word_start_mask` (see scoring.word_start_mask)")
+        raise InputError("`definition`='eow' needs `word_start_mask` (see scoring.word_end_masks)")
 
 
 def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[list[int]]], *,
@@ -473,7 +535,8 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
         word_ids: per context, a list of words, each a non-empty token-id list (a "word" may
             be any completion, e.g. chat-formatted answer tokens ending with end-of-turn).
         definition: ``"paper"`` or ``"eow"`` (module docstring).
-        word_start_mask: boolean (V,) tensor of word-initial tokens; required for ``"eow"``.
+        word_start_mask: the end-of-word tokens, required for ``"eow"``: a :class:`WordEnd` from
+            :func:`word_end_masks` (the sampler's word rule), or one boolean ``(V,)`` mask for all words.
         strategy: one of :data:`STRATEGIES`; ``tree``/``passage`` fall back to ``context`` when
             the model's attention refuses 4D masks.
         batch_size: pairs per forward for ``pair`` (default 16); unused otherwise.
@@ -494,7 +557,7 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
                 raise InputError(f"context {i}: a word has no tokens")
     eow = definition == "eow"
     if eow:
-        word_start_mask = torch.as_tensor(word_start_mask, dtype=torch.bool)
+        word_start_mask = _as_word_end(word_start_mask)
     if not any(word_ids):
         _, device = _model_dtype_device(model)
         return [torch.zeros(0, device=device) for _ in word_ids]
@@ -508,7 +571,7 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
 
 
 def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[str]], *, model=None,
-                 max_context_tokens: int | None = None, prompt_ids=None, add_bos: bool = True, eow: bool = False,
+                 max_context_tokens: int | None = None, prompt_ids=None, bos: str | None = "auto", eow: bool = False,
                  max_positions: int | None = None):
     """Tokenise contexts and their words for :func:`score_token_ids`.
 
@@ -532,7 +595,7 @@ def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[st
         prompt = prompt_ids[i] if per_context_prompt else prompt_ids
         budget = max_context_tokens
         if limit is not None:
-            head = (1 if add_bos and tokenizer.bos_token_id is not None else 0) + len(prompt or [])
+            head = (0 if first_token_id(tokenizer, bos) is None else 1) + len(prompt or [])
             longest = max((len(t) for t in toks), default=0) + (0 if eow else -1)
             room = limit - head - longest
             if room < 1:
@@ -541,7 +604,7 @@ def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[st
                     f"({longest} tokens) leaves no room for the context in the model's {limit} positions"
                 )
             budget = room if budget is None else min(budget, room)
-        ctx_ids.append(context_token_ids(tokenizer, context, add_bos=add_bos, prompt_ids=prompt,
+        ctx_ids.append(context_token_ids(tokenizer, context, bos=bos, prompt_ids=prompt,
                                          max_context_tokens=budget))
         w_ids.append(toks)
     return ctx_ids, w_ids
@@ -549,7 +612,8 @@ def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[st
 
 def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *, definition: str = "paper",
                 strategy: str = "tree", max_context_tokens: int | None = None, batch_size: int | None = None,
-                prompt_ids=None, add_bos: bool = True, progress: bool | None = None) -> list[torch.Tensor]:
+                prompt_ids=None, bos: str | None = "auto", progress: bool | None = None,
+                word_rule: WordRule = DEFAULT_WORD_RULE) -> list[torch.Tensor]:
     """Natural-log q(w|c) of every word of every context.
 
     Args:
@@ -561,8 +625,9 @@ def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *
         max_context_tokens: keep at most this many context tokens (cut from the left).
         batch_size: contexts per forward (``pair``: pairs per forward); default 16.
         prompt_ids: token ids placed after BOS before every context (one list, or one per context).
-        add_bos: prepend the tokenizer's BOS token when it has one.
+        bos: the first token of every context (:mod:`varylm_hf.conditioning`; ``"none"`` after a chat prompt).
         progress: show a progress bar (default: when there is more than one batch).
+        word_rule: the word outcome whose end-of-word masks ``eow`` uses (:func:`word_end_masks`).
 
     Returns:
         One 1-D tensor per context in the order of ``words[i]``; differentiable when grad is on.
@@ -572,9 +637,9 @@ def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *
 
     eow = definition == "eow"
     ctx_ids, w_ids = encode_batch(tokenizer, contexts, words, model=model, max_context_tokens=max_context_tokens,
-                                  prompt_ids=prompt_ids, add_bos=add_bos, eow=eow)
+                                  prompt_ids=prompt_ids, bos=bos, eow=eow)
     vocab = _unwrap(model).get_output_embeddings().weight.shape[0] if eow else None
-    start = word_start_mask(tokenizer, vocab) if eow else None
+    start = word_end_masks(tokenizer, vocab, word_rule) if eow else None
     step = batch_size or 16
     chunks = range(0, len(ctx_ids), step) if strategy != "pair" else [0]
     out: list[torch.Tensor] = []

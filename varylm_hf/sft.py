@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .prompts import chat_messages, instruction_prompt
+from .prompts import chat_messages, instruction_prompt, one_shot_example
 
 __all__ = [
     "LABEL_MODES",
@@ -115,23 +114,6 @@ def build_sft_dataset(records: Iterable[Mapping], label_mode: str = "all"):
     if not rows:
         raise InputError("no records to build the SFT dataset from")
     return Dataset.from_list(rows)
-
-
-def one_shot_example(train_records: Sequence[Mapping], seed: int = 42, min_context_words: int = 5):
-    """Pick the 1-shot example: ``(context, answers)`` of one *training* context, chosen with ``seed``.
-
-    Contexts with at least ``min_context_words`` words are preferred (a one-word context
-    shows little). Pass only the training split: the example must never come from the
-    contexts being evaluated. Use with :func:`varylm_hf.prompts.one_shot_prompt`::
-
-        one_shot_prompt(context, *one_shot_example(splits["train"], seed=42))
-    """
-    if not train_records:
-        raise InputError("one_shot_example: the training split is empty")
-    pool = [r for r in train_records if len(r["context"].split()) >= min_context_words] or list(train_records)
-    pool = sorted(pool, key=lambda r: str(r["id"]))
-    rec = random.Random(seed).choice(pool)
-    return rec["context"], list(rec["answers"])
 
 
 # --------------------------------------------------------------------------- adapters
@@ -580,6 +562,7 @@ class InstructConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     logging_steps: int = 10
+    save_steps: int = 0  # a resumable checkpoint-N every N optimizer steps (0: none)
     base_model_id: str | None = None
     word_prob_definition: str = "paper"
     split: str = "paper"
@@ -594,10 +577,26 @@ class InstructConfig:
             raise InputError(f"--label_mode {self.label_mode}: expected one of {', '.join(LABEL_MODES)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"--batch_size {self.batch_size}: must be >= 1")
+        import math
+
+        if self.per_device_batch_size is not None and self.per_device_batch_size < 1:
+            raise InputError(f"--per_device_batch_size {self.per_device_batch_size}: must be >= 1")
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise InputError(f"--learning_rate {self.learning_rate}: must be a positive finite number")
+        if self.max_steps <= 0 and (not math.isfinite(self.num_train_epochs) or self.num_train_epochs <= 0):
+            raise InputError(f"--num_train_epochs {self.num_train_epochs}: must be a positive finite number")
+        if self.logging_steps < 1:
+            raise InputError(f"--logging_steps {self.logging_steps}: must be >= 1")
+        if self.save_steps < 0:
+            raise InputError(f"--save_steps {self.save_steps}: must be >= 0 (0: no checkpoints)")
 
 
-def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None):
+def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None,
+                   resume_from_checkpoint: str | None = None):
     """Fine-tune an instruction-tuned model on cloze records with LoRA/QLoRA; save the adapter.
+
+    ``config.save_steps`` > 0 writes a Trainer checkpoint every that many steps to
+    ``config.output_dir``; ``resume_from_checkpoint`` (a checkpoint folder) continues from one.
 
     ``model`` is a loaded causal LM (load QLoRA models with :func:`load_qlora_model`, or with
     ``quantization_config=qlora_quantization_config("auto")``). Trains with ``config.recipe`` and
@@ -632,6 +631,8 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         seed=config.seed,
         logging_steps=config.logging_steps,
         eval_strategy="epoch" if eval_records else "no",
+        save_strategy="steps" if config.save_steps else "no",
+        **({"save_steps": config.save_steps} if config.save_steps else {}),
     )
     if config.recipe == "sft":
         args = sft_config(
@@ -660,7 +661,6 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
             bf16=cuda and _bf16_ok(),
             use_cpu=not cuda,
             remove_unused_columns=False,
-            save_strategy="no",
             report_to="none",
             **common,
         )
@@ -671,7 +671,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds)
     if in_4bit:
         cast_trainable_to_compute_dtype(trainer.model)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     rows = len(train_ds) if config.recipe == "sft" else sum(sum(c) for c in train_ds["counts"])
     save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows)
     return trainer

@@ -30,7 +30,7 @@ from .collator import VarCollator
 from .data import LABEL_MODES
 from .errors import InputError, VarylmError
 from .sft import unmark_gguf_quantization
-from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_loss, word_start_mask
+from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
 
 __all__ = [
     "VarTrainingArguments",
@@ -68,9 +68,11 @@ class VarTrainingArguments(TrainingArguments):
             `varylm_hf.scoring`); all compute the same loss, `tree`/`passage` are the fast ones.
         max_context_tokens (`int` or `None`, defaults to `None`): keep at most this many context tokens
             (cut from the left); contexts are always cut to fit the model's positions.
-        group_by_passage (`bool`, defaults to `False`): batch consecutive contexts of one passage
-            (passages in shuffled order) so the `passage` strategy shares one trunk per batch.
-            Changes which contexts share a gradient step; the default shuffles contexts freely.
+        group_by_passage (`bool`, defaults to `False`): batch contexts of one passage together
+            (passage order and the contexts within each passage shuffled per epoch) so the `passage`
+            strategy shares one trunk per batch. Changes which contexts share a gradient step; the
+            default shuffles contexts freely, as the paper intended.
+        bos (`str`, defaults to `"auto"`): the first token of every context (`varylm_hf.conditioning`).
 
     NOTE: defaults that differ from `TrainingArguments` (the paper's GPT-2 recipe): `learning_rate=1e-5`,
     `per_device_train_batch_size=16` and `per_device_eval_batch_size=16` (contexts), `logging_steps=10`,
@@ -90,7 +92,11 @@ class VarTrainingArguments(TrainingArguments):
     max_context_tokens: int | None = field(default=None, metadata={
         "help": "Keep at most this many context tokens (cut from the left)."})
     group_by_passage: bool = field(default=False, metadata={
-        "help": "Batch consecutive contexts of one passage (shuffled passage order) instead of shuffled contexts."})
+        "help": "Batch contexts of one passage together (passages and the contexts within each shuffled per "
+                "epoch) instead of shuffling contexts freely: the speed option of the `passage` strategy."})
+    bos: str = field(default="auto", metadata={
+        "help": "First token of every context: auto (the tokenizer's own BOS if it adds one, else the pretraining "
+                "document separator such as <|endoftext|>, never a chat marker), none, or a token."})
 
     learning_rate: float = field(default=1e-5, metadata={"help": "Initial learning rate (paper: 1e-5)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Contexts per device and step (paper: 16)."})
@@ -117,10 +123,11 @@ class VarTrainingArguments(TrainingArguments):
 
 
 class PassageGroupedSampler(torch.utils.data.Sampler):
-    """Indices passage by passage: passage order shuffled per epoch, contexts in text order.
+    """Indices passage by passage: passage order and the contexts within each passage shuffled per epoch.
 
     Consecutive batches then hold contexts of one passage, whose token prefixes the ``passage``
-    strategy shares. Deterministic in ``(seed, epoch)``.
+    strategy shares (shared prefixes do not need text order). Never in text order. Deterministic in
+    ``(seed, epoch)``.
     """
 
     def __init__(self, passage_ids: list, seed: int = 42):
@@ -139,9 +146,12 @@ class PassageGroupedSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         keys = sorted(self.groups, key=str)
-        random.Random(f"{self.seed}:{self.epoch}").shuffle(keys)
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        rng.shuffle(keys)
         for k in keys:
-            yield from self.groups[k]
+            group = list(self.groups[k])
+            rng.shuffle(group)
+            yield from group
 
 
 class VarTrainer(Trainer):
@@ -179,7 +189,7 @@ class VarTrainer(Trainer):
             data_collator = VarCollator(
                 processing_class, label_mode=args.label_mode, label_k=args.label_k, seed=args.seed,
                 max_context_tokens=args.max_context_tokens, max_positions=_model_max_positions(model),
-                eow=args.word_prob_definition == "eow",
+                eow=args.word_prob_definition == "eow", bos=args.bos,
             )
         # datasets
         for name, ds in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
@@ -193,7 +203,7 @@ class VarTrainer(Trainer):
         self._start_mask = None
         if args.word_prob_definition == "eow":
             vocab = model.get_output_embeddings().weight.shape[0]
-            self._start_mask = word_start_mask(processing_class, vocab)
+            self._start_mask = word_end_masks(processing_class, vocab)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -243,7 +253,7 @@ def train_var(model, tokenizer, train_records, eval_records, args: VarTrainingAr
 
 def _var_config(args: VarTrainingArguments) -> dict:
     keys = ("label_mode", "label_k", "word_prob_definition", "scoring_strategy", "max_context_tokens",
-            "group_by_passage", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "group_by_passage", "bos", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
             "num_train_epochs", "seed", "optim", "weight_decay", "lr_scheduler_type", "warmup_steps")
     return {k: getattr(getattr(args, k), "value", getattr(args, k)) for k in keys}  # enums -> plain values
 
