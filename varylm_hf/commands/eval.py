@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     m.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model dtype (default: the checkpoint's)")
     m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
+    m.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickle weights (pytorch_model.bin) when a model has no safetensors (off by default)")
     add_source_arguments(run)
     e = run.add_argument_group("evaluation")
     e.add_argument("--task", choices=("cloze", "qa"), default="cloze",
@@ -146,7 +148,7 @@ def _load(args):
         dtype = getattr(torch, args.dtype)
     return load_model_and_tokenizer(
         args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
-        device=args.device, trust_remote_code=args.trust_remote_code,
+        device=args.device, trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
     )
 
 
