@@ -18,6 +18,14 @@ The same with TRL's SFTTrainer on the augmented rows (~40 rows per context; slow
 QLoRA is the default wherever bitsandbytes imports (CUDA: bf16 compute; CPU: float32 compute, ~60 s per
 context step for SmolLM2 on 2 cores, see docs/qlora.md); without it the script says so and trains LoRA.
 
+Resume after a crash or kill -9: run with ``--save_steps N`` (a checkpoint every N steps in
+``--output_dir``), then repeat the command with ``--resume_from_checkpoint last`` (the newest complete
+checkpoint) or ``--resume_from_checkpoint DIR/checkpoint-N``.
+
+Bad arguments (a batch size of 0, ``--learning_rate nan``, ``--limit_contexts -1``, an ``--output_dir``
+that is a file, a missing model folder...) stop before anything is loaded or created: one line on
+stderr (``error: ...``), exit status 2.
+
 The adapter folder holds a PEFT model card and ``varylm_run.json``; load it with
 ``PeftModel.from_pretrained(base, folder)`` or ``AutoPeftModelForCausalLM.from_pretrained(folder)``.
 """
@@ -26,20 +34,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import os
 import random
+import re
 import sys
 import time
+from pathlib import Path
 
-from varylm_hf.errors import InputError
+from varylm_hf.errors import InputError, VarylmError
+from varylm_hf.modeling import OFFLINE_MODEL
 from varylm_hf.sft import LABEL_MODES, RECIPES, InstructConfig
+
+# bitsandbytes warns on every start on CPUs with AVX512-BF16 that an optional kernel package is missing;
+# that line is noise here and would make a one-line error two lines.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
 
 PAPER_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 
 
+class UsageError(Exception):
+    """A command-line error (printed as one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message (two lines); raise instead: one line
+        raise UsageError(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """Command-line options; defaults reproduce the paper's Mistral run."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_name_or_path", default=PAPER_MODEL, help="Hub id, folder, .gguf file or 'smollm2-gguf'")
     p.add_argument("--qlora", action=argparse.BooleanOptionalAction, default=True,
                    help="4-bit nf4 QLoRA (default; falls back to LoRA without bitsandbytes)")
@@ -47,38 +74,198 @@ def make_parser() -> argparse.ArgumentParser:
                    help="sft: TRL SFTTrainer on augmented rows; var: same objective, one row per context")
     p.add_argument("--label_mode", choices=LABEL_MODES, default="all", help="all human answers, majority, or corpus word")
     p.add_argument("--split", default="paper", help="passage split of the Provo data (default: the paper's)")
-    p.add_argument("--limit_contexts", type=int, default=None, help="train on N random training contexts (quick runs)")
+    p.add_argument("--limit_contexts", type=int, default=None,
+                   help="train on N random training contexts (quick runs); 0 or unset: all; negative: an error")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
                    help="eval loss on the validation split each epoch (limited like the training data)")
     p.add_argument("--learning_rate", type=float, default=1e-4)
     p.add_argument("--batch_size", type=int, default=None, help="rows (sft, default 32) or contexts (var, default 1)")
     p.add_argument("--per_device_batch_size", type=int, default=None, help="micro-batch; the rest is accumulation")
     p.add_argument("--num_train_epochs", type=float, default=4)
-    p.add_argument("--max_steps", type=int, default=-1)
+    p.add_argument("--max_steps", type=int, default=-1, help="stop after N optimizer steps (-1: train by epochs)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--logging_steps", type=int, default=10)
+    p.add_argument("--save_steps", type=int, default=0,
+                   help="write a resumable checkpoint-N to --output_dir every N steps (default 0: none)")
+    p.add_argument("--resume_from_checkpoint", default=None,
+                   help="continue from this checkpoint folder, or 'last' (also 'true'): the newest complete "
+                        "checkpoint-N in --output_dir (an error when there is none)")
     p.add_argument("--output_dir", default=None, help="default: runs/instruct-<recipe>-<label_mode>")
     p.add_argument("--base_model_id", default=None, help="Hub id recorded as the adapter's base model")
     return p
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# --------------------------------------------------------------------------- checks (before anything is loaded)
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    """The global step of a complete Trainer checkpoint (trainer_state.json is written last), else None."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest *complete* ``checkpoint-N`` in ``output_dir`` (transformers' get_last_checkpoint would
+    also return one half-written when the run was killed)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), child) for child in folder.iterdir()
+                    if (m := _CHECKPOINT.fullmatch(child.name)) and child.is_dir()), reverse=True)
+    for _, child in found:
+        if _checkpoint_step(child) is not None:
+            return str(child)
+        print(f"skipping {child}: incomplete checkpoint (no readable trainer_state.json)", file=sys.stderr)
+    return None
+
+
+def resolve_resume(value, output_dir) -> str | None:
+    """``--resume_from_checkpoint``: a checkpoint folder, or 'last'/'true' (newest complete one in output_dir)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() in ("", "false", "no", "none"):
+        return None
+    if text.lower() in ("last", "true", "yes"):
+        found = last_checkpoint(output_dir)
+        if found is None:
+            raise InputError(f"--resume_from_checkpoint {text}: no complete checkpoint-N folder in "
+                             f"--output_dir {output_dir}")
+        return found
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"--resume_from_checkpoint {text}: no such folder")
+    if _checkpoint_step(folder) is None:
+        raise InputError(f"--resume_from_checkpoint {text}: not a complete Trainer checkpoint "
+                         "(no readable trainer_state.json)")
+    return str(folder)
+
+
+def check_output_dir(path, flag: str = "--output_dir") -> Path | None:
+    """Raise InputError unless ``path`` is (or can be created as) a writable folder; returns the top-most
+    folder that training will create (None when ``path`` exists), so that a failed run can remove it if empty."""
+    target = Path(os.path.abspath(os.path.expanduser(str(path))))
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(f"{flag} {path}: exists and is not a folder")
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise InputError(f"{flag} {path}: folder is not writable")
+        return None
+    parent = target
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: cannot create it ({parent} is a file, not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: cannot create it ({parent} is not writable)")
+    top = target
+    while top.parent != parent:
+        top = top.parent
+    return top
+
+
+def remove_empty_tree(top: Path | None) -> None:
+    """Remove ``top`` and its sub-folders if none of them holds a file (a run that failed before writing)."""
+    if top is None or not top.is_dir():
+        return
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(dirpath)  # refuses a folder that is not empty: nothing written is ever removed
+        except OSError:
+            return
+
+
+def check_model_source(name: str) -> None:
+    """A local path must exist (a missing one would otherwise be reported as a bad Hub repo id)."""
+    if name == OFFLINE_MODEL:
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise InputError(f"--model_name_or_path {name}: folder has no config.json (not a transformers model)")
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(".gguf") or "\\" in name:
+        raise InputError(f"--model_name_or_path {name}: no such file or folder")
+
+
+def check_arguments(args: argparse.Namespace) -> Path | None:
+    """Validate the options (fills in the default --output_dir and resolves --resume_from_checkpoint);
+    returns the folder that training will create (see :func:`check_output_dir`)."""
+    if args.limit_contexts is not None and args.limit_contexts < 0:
+        raise InputError(f"--limit_contexts {args.limit_contexts}: must be >= 0 (0 means all contexts)")
+    if not 0 <= args.seed < 2**32:
+        raise InputError(f"--seed {args.seed}: must be an integer in [0, 2**32 - 1]")
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise InputError(f"--max_steps {args.max_steps}: must be >= 1, or -1 to train by epochs")
+    InstructConfig(recipe=args.recipe, label_mode=args.label_mode, learning_rate=args.learning_rate,
+                   batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
+                   num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
+                   logging_steps=args.logging_steps, save_steps=args.save_steps).check()
+    if args.recipe == "sft":  # the same defaults as varylm_hf.sft.sft_config / train_instruct
+        import torch
+
+        total = args.batch_size or 32
+        per_device = args.per_device_batch_size or min(total, 8 if torch.cuda.is_available() else 4)
+    else:
+        total = args.batch_size or 1
+        per_device = args.per_device_batch_size or total
+    if total % per_device:
+        raise InputError(f"--batch_size {total} must be a multiple of --per_device_batch_size {per_device}")
+    check_model_source(args.model_name_or_path)
+    args.output_dir = args.output_dir or f"runs/instruct-{args.recipe}-{args.label_mode}"
+    created = check_output_dir(args.output_dir)
+    args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    return created
+
+
 def _subset(records, n, seed):
-    if n is None or n >= len(records):
+    if not n or n >= len(records):  # None or 0: all
         return records
-    if n < 1:
-        raise InputError(f"--limit_contexts {n}: must be >= 1")
+    if n < 0:
+        raise InputError(f"--limit_contexts {n}: must be >= 0 (0 means all contexts)")
     picked = sorted(random.Random(seed).sample(range(len(records)), n))
     return [records[i] for i in picked]
 
 
+def _model_flag(err: InputError) -> InputError:
+    """The library names its own flag (--model); this script's flag is --model_name_or_path."""
+    message = str(err)
+    if message.startswith("--model "):
+        return InputError("--model_name_or_path " + message[len("--model "):])
+    return err
+
+
+# --------------------------------------------------------------------------- training
+
+
 def main(argv=None) -> int:
-    """Parse arguments, load data and model, train, save; returns the exit status."""
+    """Parse and check arguments, load data and model, train (resuming when asked), save; returns the exit
+    status. A run that fails before writing anything leaves no folder behind."""
     args = make_parser().parse_args(argv)
+    created = check_arguments(args)
+    try:
+        return _train(args)
+    except BaseException:
+        remove_empty_tree(created)
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
     import torch
     from transformers import set_seed
 
     from varylm_hf.data import load_provo, split_records
-    from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
+    from varylm_hf.modeling import OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
     from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
 
     set_seed(args.seed)
@@ -91,10 +278,13 @@ def main(argv=None) -> int:
         qlora, reason = qlora_available()
         if not qlora:
             print(f"QLoRA unavailable ({reason}): training plain LoRA on the full-precision model", file=sys.stderr)
-    if qlora:  # 4-bit nf4; bf16 compute on CUDA, float32 on CPU; GGUF files are dequantised first
-        model, tokenizer = load_qlora_model(args.model_name_or_path)
-    else:
-        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
+    try:
+        if qlora:  # 4-bit nf4; bf16 compute on CUDA, float32 on CPU; GGUF files are dequantised first
+            model, tokenizer = load_qlora_model(args.model_name_or_path)
+        else:
+            model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
+    except InputError as err:
+        raise _model_flag(err) from err
     if args.model_name_or_path == OFFLINE_MODEL:
         base_id = args.base_model_id or OFFLINE_MODEL_HUB_ID
     else:
@@ -103,18 +293,21 @@ def main(argv=None) -> int:
         raise InputError(f"--model_name_or_path {args.model_name_or_path}: tokenizer has no chat template "
                          "(the instruction recipe needs an instruction-tuned model)")
     config = InstructConfig(
-        output_dir=args.output_dir or f"runs/instruct-{args.recipe}-{args.label_mode}",
+        output_dir=args.output_dir,
         recipe=args.recipe, label_mode=args.label_mode, qlora=qlora,
         learning_rate=args.learning_rate, batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
-        logging_steps=args.logging_steps, base_model_id=base_id, split=args.split,
+        logging_steps=args.logging_steps, save_steps=args.save_steps, base_model_id=base_id, split=args.split,
         data="provo" + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
         extra={"model_source": args.model_name_or_path} if args.model_name_or_path == OFFLINE_MODEL else {},
     )
     print(f"{len(train)} training contexts, recipe={args.recipe}, label_mode={args.label_mode}, "
           f"{'QLoRA' if config.qlora else 'LoRA'}, device={'cuda' if torch.cuda.is_available() else 'cpu'}")
+    if args.resume_from_checkpoint:
+        step = _checkpoint_step(Path(args.resume_from_checkpoint))
+        print(f"resuming from {args.resume_from_checkpoint} (global step {step})", flush=True)
     start = time.perf_counter()
-    trainer = train_instruct(model, tokenizer, train, evals, config)
+    trainer = train_instruct(model, tokenizer, train, evals, config, resume_from_checkpoint=args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals_ = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
@@ -134,6 +327,9 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     try:
         sys.exit(main())
-    except InputError as err:
-        print(f"train_instruct.py: error: {err}", file=sys.stderr)
+    except (InputError, UsageError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except VarylmError as err:  # e.g. a non-finite loss during training: one line, no traceback
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(1)

@@ -166,3 +166,53 @@ def test_resume_from_explicit_checkpoint_path(tiny_model_dir, tmp_path):
     assert "(global step 8)" in again.stdout
     assert len(logged_losses(again.stdout)) == 4
     assert (out / "model.safetensors").read_bytes() == reference
+
+
+INSTRUCT = REPO / "examples" / "train_instruct.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_model_dir(tmp_path_factory):
+    """A 2-layer Llama with a ChatML tokenizer (conftest), positions for Provo's longest prompts."""
+    from conftest import make_tiny_chat_tokenizer, make_tiny_llama
+
+    path = tmp_path_factory.mktemp("tiny-chat")
+    tokenizer = make_tiny_chat_tokenizer()
+    model = make_tiny_llama(tokenizer)
+    model.config.max_position_embeddings = 2048
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("recipe", ["var", "sft"])
+def test_train_instruct_resume_gives_the_same_adapter(tiny_chat_model_dir, tmp_path, recipe):
+    """examples/train_instruct.py --save_steps writes checkpoints; --resume_from_checkpoint (a path, then
+    'last' after deleting the later checkpoints) continues from one and ends with the same LoRA adapter."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(INSTRUCT), "--model_name_or_path", str(tiny_chat_model_dir), "--no-qlora",
+           "--recipe", recipe, "--limit_contexts", "2", "--max_steps", "6", "--save_steps", "2",
+           "--logging_steps", "1", "--no-eval", "--output_dir", str(out)]
+    if recipe == "sft":
+        cmd += ["--batch_size", "4", "--per_device_batch_size", "4"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=script_env(), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(complete_checkpoints(out)) == [2, 4, 6]
+    reference = (out / "adapter_model.safetensors").read_bytes()
+
+    again = subprocess.run(cmd + ["--resume_from_checkpoint", str(out / "checkpoint-2")], capture_output=True,
+                           text=True, env=script_env(), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(global step 2)" in again.stdout
+    assert len(logged_losses(again.stdout)) == 4  # steps 3..6 only
+    assert (out / "adapter_model.safetensors").read_bytes() == reference
+
+    import shutil
+
+    shutil.rmtree(out / "checkpoint-6")  # as if killed between the checkpoints of step 4 and step 6
+    (out / "checkpoint-4" / "trainer_state.json").write_text("{")  # ... and while writing step 4's
+    last = subprocess.run(cmd + ["--resume_from_checkpoint", "last"], capture_output=True, text=True,
+                          env=script_env(), timeout=300)
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert "incomplete checkpoint" in last.stderr and "(global step 2)" in last.stdout
+    assert (out / "adapter_model.safetensors").read_bytes() == reference
