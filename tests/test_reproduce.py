@@ -48,8 +48,8 @@ def test_resume_skips_finished_and_isolates_crashes(tmp_path):
     assert status["failed"] == ["ft_all-seed2"] and len(status["done"]) == 5
     assert "out of memory" in (tmp_path / "run/cells/ft_all-seed2/error.txt").read_text()
     table = (tmp_path / "run/table.md").read_text()
-    assert "| Base | 0.815 ± 0.007 | 2 |" in table  # mean of 0.81, 0.82; sample SD 0.00707
-    assert "| FT (Mul. labels) | 0.610 | 1 |" in table
+    assert "| Base | 0.815 ± 0.007 | 1, 2 |" in table  # mean of 0.81, 0.82; sample SD 0.00707
+    assert "| FT (Mul. labels) | 0.610 | 1 |" in table  # seed 1 only (seed 2 crashed)
     assert table.index("Base") < table.index("FT (Mul. labels)") < table.index("Oracle")
 
     calls.clear()
@@ -57,7 +57,7 @@ def test_resume_skips_finished_and_isolates_crashes(tmp_path):
     assert calls == ["ft_all-seed2"]  # only the crashed cell runs again
     assert status["done"] == ["ft_all-seed2"] and len(status["skipped"]) == 5
     assert not (tmp_path / "run/cells/ft_all-seed2/error.txt").exists()
-    assert "| FT (Mul. labels) | 0.615 ± 0.007 | 2 |" in (tmp_path / "run/table.md").read_text()
+    assert "| FT (Mul. labels) | 0.615 ± 0.007 | 1, 2 |" in (tmp_path / "run/table.md").read_text()
     results = load_results(tmp_path / "run")
     assert len(results) == 6 and all("seconds" in r for r in results)
     assert json.loads((tmp_path / "run/config.json").read_text())["seeds"] == [1, 2]
@@ -93,9 +93,10 @@ def test_real_cells_on_a_tiny_model_resume(tmp_path, wordlevel_tokenizer):
         _rec(1, 5, "the cat sat on", [("the", 5), ("a", 3)]),
         _rec(6, 3, "a dog", [("ran", 4), ("sat", 4)]),
         _rec(6, 4, "a dog ran", [("and", 6), ("on", 2)]),
+        _rec(2, 3, "the dog", [("ran", 5), ("sat", 3)]),  # passage 2: validation
     ]
     cfg = ReproduceConfig(model=str(folder), conditions=["base", "ft_all", "oracle"], seeds=[3], epochs=2,
-                          learning_rate=1e-2, batch_size=2, num_samples=6, eval_mode="sampled",
+                          learning_rate=1e-2, batch_size=2, num_samples=6, eval_mode="both", curves=True,
                           out_dir=str(tmp_path / "run"))
     status = run_grid(cfg, ModelRunner(cfg, records=records), progress=False)
     assert status["failed"] == [] and len(status["done"]) == 3
@@ -104,6 +105,17 @@ def test_real_cells_on_a_tiny_model_resume(tmp_path, wordlevel_tokenizer):
     assert results["base"]["n_contexts"] == 2 and 0.0 <= results["base"]["mean_tvd"] <= 1.0
     assert (tmp_path / "run/cells/ft_all-seed3/eval/summary.json").exists()
     assert (tmp_path / "run/figures-seed3").is_dir()
+    # exact TVD beside sampled TVD, the sampled measure's floor, learning curves in exact TVD
+    curve = results["ft_all"]["curve"]
+    assert [c["epoch"] for c in curve] == [0.0, 1.0, 2.0]
+    assert all(0 <= c["exact_tvd/validation"] <= 1 and 0 <= c["exact_tvd/test"] <= 1 for c in curve)
+    assert curve[0]["exact_tvd/test"] == pytest.approx(results["base"]["mean_tvd_exact"], abs=1e-6)
+    assert curve[-1]["exact_tvd/test"] == pytest.approx(results["ft_all"]["mean_tvd_exact"], abs=1e-6)
+    table = (tmp_path / "run/table.md").read_text()
+    assert "Exact TVD ± SD (↓; 2 contexts)" in table and "Sampled TVD ± SD (↓; 6 samples x 2 contexts)" in table
+    assert "| Perfect model (q = p) sampled at n = 6 | – |" in table
+    assert "| FT (Mul. labels) | 3 | 2 |" in (tmp_path / "run/curves.md").read_text()  # seed 3, epoch 2
+    assert (tmp_path / "run/figures-seed3/fig_sampling_bias.png").exists()
 
     class Exploding(ModelRunner):
         def fresh_model(self):
@@ -121,3 +133,18 @@ def test_reproduce_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert example["main"](["--conditions", "one_shot", "--out", str(out)]) == 2
     assert "needs --style instruct" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_changed_settings_stop_instead_of_mixing_results(tmp_path):
+    """Issue #10 item 6: finished cells are never reused under other settings, nor config.json rewritten."""
+    out = tmp_path / "run"
+    stub = lambda cell, config, cell_dir: {"mean_tvd": 0.5}  # noqa: E731
+    run_grid(ReproduceConfig(conditions=["base"], seeds=[1], limit_eval=2, out_dir=str(out)), stub, progress=False)
+    before = (out / "config.json").read_text()
+    with pytest.raises(InputError, match=r"--limit-eval 2 -> 5"):
+        run_grid(ReproduceConfig(conditions=["base"], seeds=[1], limit_eval=5, out_dir=str(out)), stub, progress=False)
+    assert (out / "config.json").read_text() == before
+    # the same settings with a bigger grid reuse the finished cell
+    status = run_grid(ReproduceConfig(conditions=["base"], seeds=[1, 2], limit_eval=2, out_dir=str(out)), stub,
+                      progress=False)
+    assert status["skipped"] == ["base-seed1"] and status["done"] == ["base-seed2"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 import traceback
 from collections.abc import Callable
@@ -39,6 +40,7 @@ __all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells",
            "write_figures", "load_results"]
 
 CONDITIONS = ("base", "one_shot", "ft_corpus", "ft_majority", "ft_all", "oracle")
+EVAL_MODES = ("both", "exact", "sampled")
 LABEL_MODE = {"ft_corpus": "corpus", "ft_majority": "majority", "ft_all": "all"}
 DISPLAY = {
     "base": "Base",
@@ -62,9 +64,15 @@ class ReproduceConfig:
         conditions, seeds, ablation_ks (label counts for the ablation; empty: none), qa (run the
         QA hit-rate check on base and fine-tuned models).
     Training: epochs, learning_rate, batch_size, limit_train (contexts; ``None``: all),
-        word_prob_definition, scoring_strategy and group_by_passage (batches of contexts of one
-        passage scored as one prefix tree: the fast default; ``False`` shuffles contexts freely).
-    Evaluation: eval_mode (``"sampled"``, ``"exact"``), num_samples, limit_eval (test contexts).
+        word_prob_definition, scoring_strategy, group_by_passage (``False``, the default: contexts
+        shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
+        and contexts within them shuffled per epoch -- the speed option of the ``passage`` strategy),
+        bos (first token of plain contexts, :mod:`varylm_hf.conditioning`), curves (exact TVD on the
+        validation and test splits after every epoch).
+    Evaluation: eval_mode (``"both"``: exact TVD on the test split and sampled TVD on a subset;
+        ``"sampled"``, ``"exact"``), num_samples, limit_eval (test contexts of the sampled measure;
+        ``None``: all), limit_exact (test contexts of the exact measure; ``None``: all),
+        one_shot_seed (``None``: the paper's fixed 1-shot example).
     """
 
     model: str = "smollm2-gguf"
@@ -78,12 +86,16 @@ class ReproduceConfig:
     learning_rate: float = 1e-5
     batch_size: int = 16
     limit_train: int | None = None
-    eval_mode: str = "sampled"
+    eval_mode: str = "both"
     num_samples: int = 40
     limit_eval: int | None = None
+    limit_exact: int | None = None
     word_prob_definition: str = "paper"
     scoring_strategy: str = "passage"
-    group_by_passage: bool = True
+    group_by_passage: bool = False
+    bos: str = "auto"
+    curves: bool = False
+    one_shot_seed: int | None = None
     out_dir: str = "runs/reproduce"
 
     def validate(self) -> None:
@@ -99,8 +111,17 @@ class ReproduceConfig:
             raise InputError("--seeds: give at least one seed")
         if any(k < 1 for k in self.ablation_ks):
             raise InputError(f"--ablation-ks must be positive integers, got {self.ablation_ks}")
-        if self.eval_mode not in ("sampled", "exact"):
-            raise InputError(f"--eval-mode must be 'sampled' or 'exact', got {self.eval_mode!r}")
+        if self.eval_mode not in EVAL_MODES:
+            raise InputError(f"--eval-mode must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
+        for name in ("limit_train", "limit_eval", "limit_exact"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0 (0 or unset: all), got {value}")
+
+    def settings(self) -> dict:
+        """The settings that change a cell's result (everything but the grid's shape and the folder)."""
+        grid = {"conditions", "seeds", "ablation_ks", "out_dir", "qa"}
+        return {k: v for k, v in asdict(self).items() if k not in grid}
 
 
 @dataclass(frozen=True)
@@ -150,9 +171,10 @@ def run_grid(
     the grid goes on.
     """
     out = Path(config.out_dir)
+    cells = plan_cells(config)
+    _check_finished_settings(out, config)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", asdict(config))
-    cells = plan_cells(config)
     status = {"done": [], "skipped": [], "failed": []}
     todo = [c for c in cells if not (out / "cells" / c.name / "result.json").exists()]
     status["skipped"] = [c.name for c in cells if c not in todo]
@@ -177,7 +199,7 @@ def run_grid(
                 (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
                 status["failed"].append(cell.name)
             else:
-                result.update(asdict(cell), seconds=round(time.perf_counter() - start, 1))
+                result.update(asdict(cell), seconds=round(time.perf_counter() - start, 1), settings=config.settings())
                 _write_json(cell_dir / "result.json", result)
                 status["done"].append(cell.name)
             if bar is not None:
@@ -194,6 +216,28 @@ def run_grid(
     return status
 
 
+def _check_finished_settings(out: Path, config: ReproduceConfig) -> None:
+    """Stop (one line, naming the settings) when finished cells in ``out`` were computed with other settings.
+
+    A cell's result depends on every setting of :meth:`ReproduceConfig.settings`; skipping a finished
+    cell after one of them changed would mix results, and ``config.json`` would claim settings that
+    the results did not use.
+    """
+    if (out / "config.json").exists() and not (out / "config.json").is_file():
+        raise InputError(f"--out {out}: config.json there is not a file")
+    want = config.settings()
+    for result in load_results(out):
+        had = result.get("settings")
+        if had is None:
+            raise InputError(f"--out {out}: finished cells from an older varylm without recorded settings; "
+                             "use a new --out")
+        changed = sorted(k for k in want if had.get(k) != want[k])
+        if changed:
+            diff = ", ".join(f"--{k.replace('_', '-')} {had.get(k)} -> {want[k]}" for k in changed)
+            raise InputError(f"--out {out}: finished cells used other settings ({diff}); use a new --out or "
+                             "the same settings")
+
+
 def load_results(out_dir: str | os.PathLike) -> list[dict]:
     """The ``result.json`` of every finished cell under ``out_dir/cells``."""
     cells = Path(out_dir) / "cells"
@@ -208,40 +252,89 @@ def _condition_order(name: str) -> tuple:
     return (2, 0, 0)
 
 
-def _table(results: list[dict], key: str, header: str, names: dict | None = None) -> str:
-    by_cond: dict[str, list[float]] = {}
+def _cell_value(values: list[float]) -> str:
+    m, sd = mean_sd(values)
+    return f"{m:.3f} ± {sd:.3f}" if len(values) > 1 else f"{m:.3f}"  # no SD from one seed
+
+
+def _table(results: list[dict], columns: list[tuple[str, str]], names: dict | None = None) -> str:
+    """One row per condition: each column the mean ± SD over seeds of one result key."""
+    by_cond: dict[str, list[dict]] = {}
     for r in results:
-        if r.get(key) is not None:
-            by_cond.setdefault(r["condition"], []).append(float(r[key]))
-    lines = [f"| Model | {header} | seeds |", "|---|---|---:|"]
+        by_cond.setdefault(r["condition"], []).append(r)
+    lines = ["| Model | " + " | ".join(h for _, h in columns) + " | seeds |", "|---|" + "---|" * len(columns) + "---:|"]
     for cond in sorted(by_cond, key=_condition_order):
-        m, sd = mean_sd(by_cond[cond])
-        value = f"{m:.3f} ± {sd:.3f}" if len(by_cond[cond]) > 1 else f"{m:.3f}"  # no SD from one seed
-        lines.append(f"| {(names or {}).get(cond, cond)} | {value} | {len(by_cond[cond])} |")
+        cells = []
+        for key, _ in columns:
+            vals = [float(r[key]) for r in by_cond[cond] if r.get(key) is not None]
+            cells.append(_cell_value(vals) if vals else "–")
+        seeds = sorted({r["seed"] for r in by_cond[cond]})
+        lines.append(f"| {(names or {}).get(cond, cond)} | {' | '.join(cells)} | {', '.join(map(str, seeds))} |")
     return "\n".join(lines)
 
 
+def _main_table(results: list[dict]) -> str:
+    """Table 1: exact TVD (full split) beside sampled TVD (stated subset), with the sampled measure's floor."""
+    exact = next((r for r in results if r.get("n_contexts_exact")), {})
+    sampled = next((r for r in results if r.get("n_contexts_sampled")), {})
+    columns = []
+    if exact:
+        columns.append(("mean_tvd_exact", f"Exact TVD ± SD (↓; {exact['n_contexts_exact']} contexts)"))
+    if sampled:
+        columns.append(("mean_tvd_sampled", f"Sampled TVD ± SD (↓; {sampled.get('num_samples')} samples x "
+                                            f"{sampled['n_contexts_sampled']} contexts)"))
+    if not columns:  # cells that report one headline number
+        columns.append(("mean_tvd", "Mean TVD ± SD (↓)"))
+    rows = [dict(r) for r in results]
+    perfect = [r for r in rows if r["condition"] == "oracle" and r.get("perfect_sampled_tvd") is not None]
+    for r in perfect:
+        rows.append({"condition": "perfect", "seed": r["seed"], "mean_tvd_sampled": r["perfect_sampled_tvd"]})
+    names = {**DISPLAY, "perfect": f"Perfect model (q = p) sampled at n = {sampled.get('num_samples', '?')}"}
+    notes = ["", "Exact TVD: exact word probabilities of every human word, residual mass counted (no sampling); "
+             "sampled TVD: the paper's estimator. The Oracle row compares two halves of the human answers "
+             "(~20 each): it is not a floor for exact TVD. The perfect-model row is the floor of the sampled "
+             "measure: what a model whose q equals the human p scores with the same number of samples."]
+    return _table(rows, columns, names) + "\n".join(notes)
+
+
 def write_reports(out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``table.md`` (and ``ablation.md``, ``qa.md`` when those cells exist) from finished cells."""
+    """Write ``table.md`` (and ``ablation.md``, ``qa.md``, ``curves.md`` when there are such cells)."""
     out = Path(out_dir)
     results = load_results(out)
-    has_ablation = any(r["condition"].startswith("ft_k") for r in results)
-    reports = [
-        ("table.md", "Mean TVD to the human answers over test contexts (mean ± SD over seeds; lower is better)",
-         [r for r in results if r["condition"] in CONDITIONS], "mean_tvd", "Mean TVD ± SD (↓)"),
-        ("ablation.md", "Label-count ablation: k human answers sampled per context (paper Fig. 9)",
-         [r for r in results if r["condition"].startswith("ft_k") or r["condition"] in ("base", "ft_all")]
-         if has_ablation else [], "mean_tvd", "Mean TVD ± SD (↓)"),
-        ("qa.md", "QA hit rate: fraction of samples equal to the one right answer (paper Table 3; higher is better)",
-         [r for r in results if r.get("qa_hit_rate") is not None], "qa_hit_rate", "Hit rate ± SD (↑)"),
-    ]
+    main = [r for r in results if r["condition"] in CONDITIONS]
+    ablation = [r for r in results if r["condition"].startswith("ft_k") or r["condition"] in ("base", "ft_all")]
+    reports = {
+        "table.md": ("Distance to the human answers over test contexts (mean ± SD over seeds; lower is better)",
+                     _main_table(main) if main else ""),
+        "ablation.md": ("Label-count ablation: k human answers sampled per context (paper Fig. 9)",
+                        _main_table(ablation) if any(r["condition"].startswith("ft_k") for r in results) else ""),
+        "qa.md": ("QA hit rate: fraction of samples equal to the one right answer (paper Table 3; higher is better)",
+                  _table([r for r in results if r.get("qa_hit_rate") is not None],
+                         [("qa_hit_rate", "Hit rate ± SD (↑)")], DISPLAY)
+                  if any(r.get("qa_hit_rate") is not None for r in results) else ""),
+        "curves.md": ("Learning curves: exact TVD after each epoch (choose epochs and learning rates on validation)",
+                      _curves_table(results)),
+    }
     written = []
-    for name, title, rows, key, header in reports:
-        if rows:
+    for name, (title, body) in reports.items():
+        if body:
             path = out / name
-            path.write_text(f"{title}\n\n{_table(rows, key, header, DISPLAY)}\n", encoding="utf-8")
+            path.write_text(f"{title}\n\n{body}\n", encoding="utf-8")
             written.append(path)
     return written
+
+
+def _curves_table(results: list[dict]) -> str:
+    rows = [(r, c) for r in results for c in r.get("curve") or []]
+    if not rows:
+        return ""
+    splits = sorted({k.split("/", 1)[1] for _, c in rows for k in c if k.startswith("exact_tvd/")})
+    lines = ["| Model | seed | epoch | " + " | ".join(f"exact TVD {s}" for s in splits) + " |",
+             "|---|---:|---:|" + "---:|" * len(splits)]
+    for r, c in sorted(rows, key=lambda rc: (_condition_order(rc[0]["condition"]), rc[0]["seed"], rc[1]["epoch"])):
+        vals = " | ".join(f"{c[f'exact_tvd/{s}']:.4f}" if f"exact_tvd/{s}" in c else "–" for s in splits)
+        lines.append(f"| {DISPLAY.get(r['condition'], r['condition'])} | {r['seed']} | {c['epoch']:g} | {vals} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the real cells
@@ -263,6 +356,7 @@ class ModelRunner:
         self.splits = split_records(records if records is not None else load_provo(), "paper")
         self.train = self.splits["train"][: config.limit_train] if config.limit_train else self.splits["train"]
         self.test = self.splits["test"][: config.limit_eval] if config.limit_eval else self.splits["test"]
+        self.test_exact = self.splits["test"][: config.limit_exact] if config.limit_exact else self.splits["test"]
         self.quantization_config = quantization_config
         self._base = None
 
@@ -293,6 +387,7 @@ class ModelRunner:
                 word_prob_definition=cfg.word_prob_definition,
                 scoring_strategy=cfg.scoring_strategy,
                 group_by_passage=cfg.group_by_passage,
+                bos=cfg.bos,
                 num_train_epochs=cfg.epochs,
                 learning_rate=cfg.learning_rate,
                 per_device_train_batch_size=cfg.batch_size,
@@ -303,7 +398,8 @@ class ModelRunner:
                 use_cpu=not torch.cuda.is_available(),
                 disable_tqdm=False,
             )
-            trainer = train_var(model, tokenizer, self.train, None, args)
+            curve = self._curve_callback(tokenizer, "plain")
+            trainer = train_var(model, tokenizer, self.train, None, args, callbacks=[curve] if curve else None)
             model = trainer.model
         else:
             from .sft import InstructConfig, train_instruct
@@ -321,20 +417,52 @@ class ModelRunner:
                 seed=cell.seed,
                 word_prob_definition=cfg.word_prob_definition,
             )
-            trainer = train_instruct(model, tokenizer, self.train, None, icfg)
+            curve = self._curve_callback(tokenizer, "instruction")
+            trainer = train_instruct(model, tokenizer, self.train, None, icfg, callbacks=[curve] if curve else None)
             model = trainer.model
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         model.eval()
-        return model, {"train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
+        info = {"train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None}
+        if curve is not None:
+            info["curve"] = curve.curve
+        return model, info
+
+    def _curve_callback(self, tokenizer, prompt: str):
+        """The per-epoch exact-TVD callback on validation and test, when ``config.curves`` asks for it."""
+        if not self.config.curves:
+            return None
+        from .callbacks import ExactTVDCallback
+
+        return ExactTVDCallback({"validation": self.splits["validation"], "test": self.test_exact}, tokenizer,
+                                prompt=prompt, bos=self.config.bos)
+
+    def _oracle(self, seed: int) -> dict:
+        """Oracle (two halves of the human answers) on both test sets, and the sampled measure's floor."""
+        from .metrics import expand_bag, oracle_tvd, tvd
+
+        cfg = self.config
+        result: dict = {}
+        if cfg.eval_mode in ("exact", "both"):
+            values = [oracle_tvd(r["answers"], seed=seed) for r in self.test_exact]
+            result.update(mean_tvd_exact=sum(values) / len(values), n_contexts_exact=len(values))
+        if cfg.eval_mode in ("sampled", "both"):
+            values = [oracle_tvd(r["answers"], seed=seed) for r in self.test]
+            perfect = []
+            for r in self.test:  # a model whose q is the human p, sampled num_samples times
+                bag = expand_bag(r["answers"])
+                rng = random.Random(f"{seed}:{r['id']}")
+                perfect.append(tvd(r["answers"], [rng.choice(bag) for _ in range(cfg.num_samples)]))
+            result.update(mean_tvd_sampled=sum(values) / len(values), n_contexts_sampled=len(values),
+                          num_samples=cfg.num_samples, perfect_sampled_tvd=sum(perfect) / len(perfect))
+        result["mean_tvd"] = result.get("mean_tvd_sampled", result.get("mean_tvd_exact"))
+        return result
 
     def __call__(self, cell: Cell, config: ReproduceConfig, cell_dir: Path) -> dict:
         """Train (for ``ft_*`` cells) and evaluate one cell; returns its result."""
         from .evaluation import evaluate_model
-        from .metrics import oracle_tvd
 
         if cell.condition == "oracle":
-            values = [oracle_tvd(r["answers"], seed=cell.seed) for r in self.test]
-            return {"mean_tvd": sum(values) / len(values), "n_contexts": len(values)}
+            return self._oracle(cell.seed)
         model, tokenizer = self.fresh_model()
         result: dict = {}
         if cell.label_mode is not None:
@@ -342,17 +470,27 @@ class ModelRunner:
             result.update(info)
         prompt, example = ("plain", None) if config.style == "pretrained" else ("instruction", None)
         if cell.condition == "one_shot":
-            from .sft import one_shot_example
+            from .prompts import one_shot_example
 
-            prompt, example = "one_shot", one_shot_example(self.train, seed=cell.seed)
-        summary = evaluate_model(
-            model, tokenizer, self.test, mode=config.eval_mode, seeds=[cell.seed], num_samples=config.num_samples,
-            prompt=prompt, one_shot_example=example, name=DISPLAY.get(cell.condition, cell.condition),
-            out_dir=cell_dir / "eval", overwrite=True, progress=True,
-            config={"model": config.model, "condition": cell.condition, "split": "paper/test"},
-        )
-        result.update(mean_tvd=summary["mean_tvd"], oracle_tvd=summary["oracle_tvd"], eval_dir="eval",
-                      n_contexts=summary["n_contexts"], failure_rate=summary.get("failure_rate"))
+            prompt, example = "one_shot", one_shot_example(self.train, seed=config.one_shot_seed)
+        name = DISPLAY.get(cell.condition, cell.condition)
+        common = dict(seeds=[cell.seed], prompt=prompt, one_shot_example=example, name=name, overwrite=True,
+                      progress=True, bos=config.bos, config={"model": config.model, "condition": cell.condition,
+                                                             "split": "paper/test"})
+        if config.eval_mode in ("sampled", "both"):
+            s = evaluate_model(model, tokenizer, self.test, mode="sampled", num_samples=config.num_samples,
+                               out_dir=cell_dir / "eval", **common)
+            result.update(mean_tvd_sampled=s["mean_tvd"], n_contexts_sampled=s["n_contexts"], eval_dir="eval",
+                          num_samples=config.num_samples, failure_rate=s.get("failure_rate"),
+                          entropy=s["sampled"]["entropy"]["mean"], oracle_tvd=s["oracle_tvd"])
+        if config.eval_mode in ("exact", "both"):
+            s = evaluate_model(model, tokenizer, self.test_exact, mode="exact", out_dir=cell_dir / "eval_exact",
+                               **common)
+            result.update(mean_tvd_exact=s["mean_tvd_exact"], n_contexts_exact=s["n_contexts"],
+                          eval_exact_dir="eval_exact", human_mass=s["exact"]["human_mass"]["mean"])
+            result.setdefault("eval_dir", "eval_exact")
+        result["mean_tvd"] = result.get("mean_tvd_sampled", result.get("mean_tvd_exact"))
+        result["n_contexts"] = result.get("n_contexts_sampled", result.get("n_contexts_exact"))
         if config.qa:
             from .qa import qa_hit_rate
 
@@ -376,4 +514,23 @@ def write_figures(out_dir: str | os.PathLike, seed: int | None = None) -> Path |
     names = [DISPLAY.get(r["condition"], r["condition"]) for r in chosen]
     target = out / f"figures-seed{seed}"
     compare_runs(paths, target, names=names, figures=True, overwrite=True)
+    _bias_figure(out, chosen, target / "fig_sampling_bias.png")
     return target
+
+
+def _bias_figure(out: Path, chosen: list[dict], path: Path) -> Path | None:
+    """Sampled-minus-exact TVD per context against sampled entropy, for cells evaluated both ways."""
+    from .evaluation import load_run
+    from .figures import sampling_bias_scatter
+
+    series = {}
+    for r in chosen:
+        if not (r.get("eval_exact_dir") and r.get("n_contexts_sampled")):
+            continue
+        cell = out / "cells" / f"{r['condition']}-seed{r['seed']}"
+        exact = {row["id"]: row["tvd"] for row in load_run(cell / r["eval_exact_dir"])[1]}
+        pts = [(row["entropy"], row["tvd"] - exact[row["id"]]) for row in load_run(cell / r["eval_dir"])[1]
+               if row["mode"] == "sampled" and row["id"] in exact]
+        if pts:
+            series[DISPLAY.get(r["condition"], r["condition"])] = ([p[0] for p in pts], [p[1] for p in pts])
+    return sampling_bias_scatter(series, path) if series else None

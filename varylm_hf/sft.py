@@ -592,7 +592,7 @@ class InstructConfig:
 
 
 def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None,
-                   resume_from_checkpoint: str | None = None):
+                   resume_from_checkpoint: str | None = None, callbacks=None):
     """Fine-tune an instruction-tuned model on cloze records with LoRA/QLoRA; save the adapter.
 
     ``config.save_steps`` > 0 writes a Trainer checkpoint every that many steps to
@@ -644,6 +644,8 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         train_ds = build_sft_dataset(train_records, config.label_mode)
         eval_ds = build_sft_dataset(eval_records, config.label_mode) if eval_records else None
         trainer = make_sft_trainer(model, tokenizer, train_ds, eval_ds, args=args, peft_config=peft_cfg)
+        for cb in callbacks or []:
+            trainer.add_callback(cb)
     else:
         from transformers import TrainingArguments
 
@@ -668,7 +670,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
         if not hasattr(model, "peft_config"):
             model = get_peft_model(model, peft_cfg)
-        trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds)
+        trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks)
     if in_4bit:
         cast_trainable_to_compute_dtype(trainer.model)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..reproduce import CONDITIONS, ReproduceConfig
+from ..reproduce import CONDITIONS, EVAL_MODES, ReproduceConfig
 from . import check_out_writable
 from . import limit as limit_type
 from . import positive_float, positive_int
@@ -29,16 +29,32 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
     parser.add_argument("--limit-train", type=limit_type, default=defaults.limit_train,
                         help=f"use the first N training contexts, 0: all (default: {defaults.limit_train or 'all'})")
-    parser.add_argument("--eval-mode", choices=("sampled", "exact"), default=defaults.eval_mode, help="(default: %(default)s)")
+    parser.add_argument("--eval-mode", choices=EVAL_MODES, default=defaults.eval_mode,
+                        help="both: exact TVD on the test split (--limit-exact) and sampled TVD on --limit-eval contexts "
+                        "(default: %(default)s)")
     parser.add_argument("--num-samples", type=positive_int, default=defaults.num_samples, help="samples per context (default: %(default)s)")
     parser.add_argument("--limit-eval", type=limit_type, default=defaults.limit_eval,
-                        help=f"evaluate the first N test contexts, 0: all (default: {defaults.limit_eval or 'all'})")
+                        help=f"sampled TVD on the first N test contexts, 0: all (default: {defaults.limit_eval or 'all'})")
+    parser.add_argument("--limit-exact", type=limit_type, default=defaults.limit_exact,
+                        help=f"exact TVD on the first N test contexts, 0: all (default: {defaults.limit_exact or 'all'})")
+    parser.add_argument("--curves", action="store_true", default=defaults.curves,
+                        help="learning curves: exact TVD on the validation and test splits after every epoch")
+    parser.add_argument("--bos", default=defaults.bos,
+                        help="first token of plain contexts: auto (own BOS, else the document separator such as "
+                        "<|endoftext|>, never a chat marker), none, or a token (default: %(default)s)")
+    parser.add_argument("--one-shot-seed", type=seed_type, default=defaults.one_shot_seed,
+                        help="draw the 1-shot example from train with this seed (default: the paper's fixed example)")
     parser.add_argument("--word-prob-definition", choices=("paper", "eow"), default=defaults.word_prob_definition,
                         help="word probability in the training loss (default: %(default)s)")
     parser.add_argument("--scoring-strategy", choices=("pair", "context", "tree", "passage"), default=defaults.scoring_strategy,
                         help="how the training loss scores words (default: %(default)s)")
-    parser.add_argument("--shuffle-contexts", dest="group_by_passage", action="store_false", default=defaults.group_by_passage,
-                        help="shuffle contexts freely instead of batching contexts of one passage together")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--group-by-passage", dest="group_by_passage", action="store_true",
+                       default=defaults.group_by_passage,
+                       help="speed option: batch contexts of one passage together (passages and contexts shuffled "
+                       f"per epoch){' (default)' if defaults.group_by_passage else ''}")
+    group.add_argument("--shuffle-contexts", dest="group_by_passage", action="store_false",
+                       help=f"shuffle contexts freely, as the paper{' (default)' if not defaults.group_by_passage else ''}")
     parser.add_argument("--out", default=defaults.out_dir, help="run folder; re-running skips finished cells (default: %(default)s)")
 
 
@@ -47,7 +63,7 @@ def config_from_args(args) -> ReproduceConfig:
     names = {f.name for f in fields(ReproduceConfig)}
     values = {k.replace("-", "_"): v for k, v in vars(args).items() if k.replace("-", "_") in names}
     values["out_dir"] = args.out
-    for name in ("limit_train", "limit_eval"):  # 0 means all, recorded as None like the default
+    for name in ("limit_train", "limit_eval", "limit_exact"):  # 0 means all, recorded as None like the default
         if name in values:
             values[name] = values[name] or None
     return ReproduceConfig(**values)
