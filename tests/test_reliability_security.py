@@ -181,6 +181,16 @@ def test_overwrite_never_removes_a_folder_varylm_did_not_write(tmp_path, capsys)
     assert str(proj) in err and "varylm did not write" in err
     assert (proj / "thesis.tex").read_text() == "my thesis" and sorted(p.name for p in proj.iterdir()) == ["thesis.tex"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]  # no temporary folder left
+    # the same guard in the eval writers (a run, a comparison)
+    ref = tmp_path / "ref"
+    assert main(["eval", "gpt2-reference", "--out", str(ref), "--no-figures"]) == 0
+    for argv in (["eval", "gpt2-reference", "--out", str(proj), "--overwrite", "--no-figures"],
+                 ["eval", "compare", str(ref), "--out", str(proj), "--overwrite", "--no-figures"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert "varylm did not write" in _error_line(capsys.readouterr().err)
+        assert sorted(p.name for p in proj.iterdir()) == ["thesis.tex"]
+    assert main(["eval", "gpt2-reference", "--out", str(ref), "--overwrite", "--no-figures"]) == 0  # its own run
 
     ds = tmp_path / "ds"
     assert main(["data", "build", "--out", str(ds)]) == 0

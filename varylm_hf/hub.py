@@ -629,7 +629,10 @@ def _push_files(
     for f in files:
         if f.endswith(".safetensors"):
             check_safetensors(folder / f)
-    replace = dict(replace)
+    secret = (token,) if token else ()
+    # generated files (cards...) and local text files go up with any secret redacted; the folder is not touched
+    replace = {p: redact_text(data.decode("utf-8"), extra=secret).encode("utf-8") if p.endswith(_TEXT_SUFFIXES)
+               else data for p, data in replace.items()}
     for f in files:
         path = folder / f
         if f.endswith(_TEXT_SUFFIXES) and path.stat().st_size <= _REDACT_MAX_BYTES:
@@ -637,11 +640,9 @@ def _push_files(
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
-            clean = redact_text(text, extra=(token,) if token else ())
+            clean = redact_text(text, extra=secret)
             if clean != text:
                 replace[f] = clean.encode("utf-8")
-    replace = {p: redact_text(data.decode("utf-8"), extra=(token,) if token else ()).encode("utf-8")
-               if p.endswith(_TEXT_SUFFIXES) else data for p, data in replace.items()}
     files = [f for f in files if f not in replace]
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in sorted(replace.items())]
