@@ -38,7 +38,7 @@ from . import metrics as M
 from .conditioning import first_token_text
 from .data.normalize import NO_WORD, Normalizer, normalize_word
 from .data.words import DEFAULT_WORD_RULE, WordRule, describe_word_rule
-from ._io import atomic_folder
+from ._io import atomic_folder, check_replaceable
 from .errors import InputError
 
 __all__ = [
@@ -434,11 +434,14 @@ def markdown_table(summaries: Sequence[dict]) -> str:
 
 
 def _check_out_dir(out_dir, overwrite: bool) -> None:
+    """Refuse, before any compute, an ``--out`` that exists and may not be replaced (one line, exit 2)."""
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise InputError(f"--out {out_dir}: folder is not empty (pass --overwrite to replace it)")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise InputError(f"--out {out_dir}: folder is not empty (pass --overwrite to replace it)")
+        check_replaceable(path)  # only a folder varylm wrote, holding nothing of the user's
 
 
 def write_run(out_dir, rows: list[dict], summary: dict, *, figures: bool = True, overwrite: bool = False) -> Path:

@@ -19,7 +19,7 @@ import os
 import re
 import shlex
 
-__all__ = ["REDACTED", "SECRET_FLAGS", "SECRET_ENV_VARS", "redact_argv", "redact_text", "redact_obj",
+__all__ = ["REDACTED", "detach_hub_token", "SECRET_FLAGS", "SECRET_ENV_VARS", "redact_argv", "redact_text", "redact_obj",
            "contains_secret", "secret_values", "redact_command"]
 
 #: What a secret is replaced with.
@@ -119,3 +119,16 @@ def redact_obj(obj, extra: tuple[str, ...] = ()):
 def contains_secret(text: str, extra: tuple[str, ...] = ()) -> bool:
     """Whether :func:`redact_text` would change ``text``."""
     return redact_text(text, extra) != text
+
+
+def detach_hub_token(args) -> None:
+    """Move ``args.hub_token`` (TrainingArguments) into the process environment before a Trainer is built.
+
+    The Trainer pickles its arguments into every ``checkpoint-*/training_args.bin``: a token kept on
+    ``args`` would be written to disk with each checkpoint. ``HF_TOKEN`` (this process only, never a
+    file) still authenticates ``push_to_hub``.
+    """
+    token = getattr(args, "hub_token", None)
+    if token:
+        os.environ.setdefault("HF_TOKEN", token)
+        args.hub_token = None

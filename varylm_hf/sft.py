@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .secrets import detach_hub_token
 from .prompts import chat_messages, instruction_prompt, one_shot_example
 
 __all__ = [
@@ -399,6 +400,7 @@ def make_sft_trainer(model, tokenizer, train_dataset, eval_dataset=None, args=No
         args = sft_config("runs/sft")
     if not args.completion_only_loss:
         raise InputError("`completion_only_loss` must be True: the loss covers the completion (the word) only")
+    detach_hub_token(args)  # never pickled into checkpoint-*/training_args.bin
     return SFTTrainer(
         model=model,
         args=args,
@@ -670,6 +672,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
         if not hasattr(model, "peft_config"):
             model = get_peft_model(model, peft_cfg)
+        detach_hub_token(args)
         trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks)
     if in_4bit:
         cast_trainable_to_compute_dtype(trainer.model)

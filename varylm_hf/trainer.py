@@ -29,6 +29,7 @@ from transformers import Trainer, TrainingArguments
 from .collator import VarCollator
 from .data import LABEL_MODES
 from .errors import InputError, VarylmError
+from .secrets import detach_hub_token
 from .sft import unmark_gguf_quantization
 from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
 
@@ -184,6 +185,7 @@ class VarTrainer(Trainer):
         if processing_class is None:
             raise InputError("`processing_class`: VarTrainer needs the model's tokenizer")
         unmark_gguf_quantization(model)  # GGUF weights are dequantised floats: full fine-tuning is fine
+        detach_hub_token(args)  # never pickled into checkpoint-*/training_args.bin
         # collator
         if data_collator is None:
             data_collator = VarCollator(
