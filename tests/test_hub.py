@@ -97,7 +97,7 @@ def artifacts(tmp_path_factory):
     model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     run = {
-        "base_model": f"{NS}/tiny-base", "recipe": "var", "label_mode": "all", "word_prob_definition": "corrected",
+        "base_model": f"{NS}/tiny-base", "recipe": "var", "label_mode": "all", "word_prob_definition": "eow",
         "dataset": f"{NS}/provo_cloze", "split": "paper", "seed": 123,
         "hyperparameters": {"learning_rate": 1e-05, "per_device_train_batch_size": 16, "num_train_epochs": 3},
     }
@@ -190,9 +190,10 @@ def test_model_card_states_recipe_and_model_index(artifacts):
     assert results["mean TVD (lower is better)"].metric_value == pytest.approx(0.6123)
     assert results["oracle TVD (human split-half)"].metric_value == pytest.approx(0.4871)
     assert {r.dataset_type for r in results.values()} == {f"{NS}/provo_cloze"}
-    for needle in ("`var`", "`all`", "`corrected`", "Pimentel & Meister", "`paper`", "| Seed(s) | 123 |",
+    for needle in ("`var`", "`all`", "`eow`", "Pimentel & Meister", "`paper`", "| Seed(s) | 123 |",
                    "| learning_rate | 1e-05 |", "| num_train_epochs | 3 |", "## Intended use", "## Limitations",
-                   "@article{luke2018provo", "groot2025learning", "0.6123", "536"):
+                   "@article{luke2018provo", "groot2025learning", "0.6123", "536", "varylm eval run --model",
+                   "First token of plain contexts", "contractions split Treebank-style"):
         assert needle in text, needle
 
 

@@ -39,7 +39,7 @@ The model card is rendered from two optional JSON files in the folder (see :data
      "seed": 42,                                      # int, or "seeds": [42, 123, 456]
      "hyperparameters": {"learning_rate": 1e-05, "per_device_train_batch_size": 16, "num_train_epochs": 3}}
 
-``eval_summary.json`` (a copy of the ``summary.json`` that ``varylm eval --out DIR`` writes, or pass its
+``eval_summary.json`` (a copy of the ``summary.json`` that ``varylm eval run --out DIR`` writes, or pass its
 path as ``eval_summary=``)::
 
     {"mean_tvd": 0.61, "oracle_tvd": 0.48,            # required when the file exists, in [0, 1]
@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import check_safetensors
+from .data.words import describe_word_rule
 from .errors import InputError, VarylmError
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
 
@@ -121,8 +122,8 @@ _LABEL_MODES = {
 }
 _WORD_PROB = {
     "paper": "q(w∣c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
-    "corrected": "product of the word's token probabilities times the probability that the next token starts "
-    "a new word (Pimentel & Meister, 2024)",
+    "eow": "product of the word's token probabilities times the probability that the next token ends the word "
+    "under varylm's word rule (Pimentel & Meister's end-of-word term, 2024)",
 }
 _RECIPES = {
     "var": "word-level soft-label cross-entropy, -sum_w p(w∣c) log q(w∣c)",
@@ -537,7 +538,7 @@ def render_model_card(
             f'model = PeftModel.from_pretrained(base, "{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{base}")',
         ]
-        cli = f"varylm eval --model {base} --adapter {repo_id}"
+        cli = f"varylm eval run --model {base} --adapter {repo_id} --mode both"
     else:
         lines += [
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -545,7 +546,7 @@ def render_model_card(
             f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
         ]
-        cli = f"varylm eval --model {repo_id}"
+        cli = f"varylm eval run --model {repo_id} --mode both"
     lines += ["```", "", "Evaluate it against the human answers with varylm-hf:", "", "```bash", cli, "```", ""]
     lines += [
         "## Intended use",
@@ -560,6 +561,8 @@ def render_model_card(
         "(55 passages, ~40 answers per context); variability elsewhere may differ.",
         "* TVD is estimated from a finite number of human answers and model samples; compare with the "
         "oracle TVD, which is not zero.",
+        f"* First token of plain contexts: {run.get('first_token') or 'the document separator or the tokenizer BOS'} "
+        "(never a chat-role marker). Word outcome: " + describe_word_rule() + ".",
         "* Word probabilities depend on the tokenizer and on the word-probability definition above; "
         "fine-tuning on next-word data can reduce performance on unrelated tasks.",
         "",

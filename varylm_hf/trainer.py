@@ -29,6 +29,8 @@ from transformers import Trainer, TrainingArguments
 from .collator import VarCollator
 from .data import LABEL_MODES
 from .errors import InputError, VarylmError
+from .conditioning import first_token_text
+from .data.words import describe_word_rule
 from .secrets import detach_hub_token
 from .sft import unmark_gguf_quantization
 from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
@@ -262,7 +264,7 @@ def _var_config(args: VarTrainingArguments) -> dict:
 
 def write_model_card(output_dir, args: VarTrainingArguments, *, base_model: str, dataset: str = "Provo cloze norms",
                      split: str = "paper", metrics: dict | None = None, command: str | None = None,
-                     num_train_contexts: int | None = None) -> Path:
+                     num_train_contexts: int | None = None, first_token: str | None = None) -> Path:
     """Write ``output_dir/README.md``: a model card saying how the model was trained."""
     cfg = _var_config(args)
     target = {"corpus": "the original corpus word (one-hot, 'FT orig')",
@@ -298,6 +300,8 @@ cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
   ({"product of its token probabilities, eq. 3 of the paper" if args.word_prob_definition == "paper" else
     "product of its token probabilities times the probability that the next token starts a new word"}).
 * Words scored with the `{args.scoring_strategy}` strategy (prefix sharing; same loss as scoring each word alone).
+* Every context starts with `{first_token or args.bos}` (`--bos {args.bos}`: the tokenizer's own BOS or the
+  pretraining document separator, never a chat-role marker). Word outcome: {describe_word_rule()}.
 * Optimiser: {cfg["optim"]} (weight decay {args.weight_decay}), learning rate {args.learning_rate},
   {args.per_device_train_batch_size} contexts per device and step, {args.num_train_epochs} epochs, seed {args.seed}.
 
@@ -311,7 +315,8 @@ cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
 {command or "python examples/train_gpt2.py --model_name_or_path " + base_model}
 ```
 
-The run configuration is in `varylm_run.json`. Evaluate with `varylm` (TVD against human answers).
+The run configuration is in `varylm_run.json`. Evaluate against the human answers (exact and sampled TVD) with
+`varylm eval run --model {Path(output_dir).name} --mode both`.
 
 ## Limitations
 
@@ -344,6 +349,7 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
     # top-level keys follow the run schema that `varylm push` reads for the model card (varylm_hf.hub)
     config = {"recipe": "var", "label_mode": args.label_mode, "k": args.label_k,
               "word_prob_definition": args.word_prob_definition, "seed": args.seed,
+              "first_token": first_token_text(trainer.processing_class, args.bos), "word_rule": describe_word_rule(),
               "hyperparameters": {k: getattr(args, k) for k in ("learning_rate", "per_device_train_batch_size",
                                   "gradient_accumulation_steps", "num_train_epochs", "optim", "weight_decay")},
               "varylm": _var_config(args), "base_model": base_model, "split": split,
@@ -358,7 +364,7 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
     (out / RUN_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     write_model_card(out, trainer.args, base_model=base_model, split=split, metrics=metrics,
                      command=redact_text(command) if command else command,
-                     num_train_contexts=config["num_train_contexts"])
+                     num_train_contexts=config["num_train_contexts"], first_token=config["first_token"])
     if getattr(args, "hub_token", None):  # the Trainer pickled the token into each checkpoint: take it out
         import copy
 
