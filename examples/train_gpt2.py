@@ -122,14 +122,14 @@ def _yaml_to_argv(parser: HfArgumentParser, path: str) -> list[str]:
             raise InputError(f"{path}: unknown option {key!r} (see python examples/train_gpt2.py --help)")
         if value is None:
             continue
-        if isinstance(value, bool):
-            argv += [f"--{key}", str(value).lower()]
+        if isinstance(value, bool):  # --key=value: a value such as -1e-05 must not read as an option
+            argv.append(f"--{key}={str(value).lower()}")
         elif isinstance(value, list):
             argv += [f"--{key}", *map(str, value)]
         elif isinstance(value, dict):
-            argv += [f"--{key}", json.dumps(value)]
+            argv.append(f"--{key}={json.dumps(value)}")
         else:
-            argv += [f"--{key}", str(value)]
+            argv.append(f"--{key}={value}")
     return argv
 
 
@@ -327,11 +327,15 @@ def run(argv: list[str] | None = None) -> int:
 
     Bad input: one line ``error: ...`` on stderr and status 2, before any model is loaded or folder made."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    yaml_file = argv[0] if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) else None
     try:
         script_args, training_args = parse_arguments(make_parser(), argv)
         main(script_args, training_args, command="python examples/train_gpt2.py " + shlex.join(argv))
     except (InputError, UsageError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        message = _one_line(err)
+        if yaml_file and not message.startswith(yaml_file):  # the bad value came from that file
+            message = f"{yaml_file}: {message}"
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except VarylmError as err:  # e.g. a non-finite loss during training: one line, no traceback
         print(f"error: {_one_line(err)}", file=sys.stderr)

@@ -1,0 +1,255 @@
+"""Bad input to the example training scripts (issue #10 items 8, 10, 12): one line, exit 2, nothing left behind.
+
+Every case of the tables runs the real script (examples/train_gpt2.py, examples/train_instruct.py) and
+asserts: exit status 2, exactly one line on stderr, ``error: ...`` naming the argument or file, no
+"Traceback", no output folder created, every file the user had unchanged.
+
+train_instruct.py checks its arguments before importing torch, so its whole table runs in subprocesses
+(~0.2 s each). train_gpt2.py needs transformers to parse its options (~6 s per start on a 2-core CPU): its
+table runs in-process through the script's own ``run()`` (what ``__main__`` calls), two cases run as real
+subprocesses, and the whole table as subprocesses is marked slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GPT2 = REPO / "examples" / "train_gpt2.py"
+INSTRUCT = REPO / "examples" / "train_instruct.py"
+
+
+def script_env(**extra) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny GPT-2 folder (never loaded by these cases: they must fail before)."""
+    from conftest import make_tiny_word_tokenizer, tiny_gpt2
+
+    path = tmp_path_factory.mktemp("model")
+    tokenizer = make_tiny_word_tokenizer("bytelevel")
+    tiny_gpt2(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path, model_dir):
+    """The user's folder: notes, a plain folder, YAML files (good and bad); the run folder does not exist."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    plain = tmp_path / "plain-folder"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("keep me\n")
+    out = tmp_path / "new-run"
+    common = f"model_name_or_path: {model_dir}\noutput_dir: {out}\nuse_cpu: true\nmax_train_contexts: 4\n"
+    yamls = {
+        "yaml_syntax": "model_name_or_path: [unclosed\n",
+        "yaml_list": "- model_name_or_path\n- gpt2\n",
+        "yaml_unknown": common + "learning_rat: 1.0e-4\n",
+        "yaml_type": common + "learning_rate: fast\n",
+        "yaml_batch0": common + "per_device_train_batch_size: 0\n",
+        "yaml_lr_nan": common + "learning_rate: .nan\n",
+        "yaml_negative": common.replace("max_train_contexts: 4", "max_train_contexts: -1"),
+        "yaml_lr_negative": common + "learning_rate: -1.0e-5\n",
+    }
+    paths = {"model": str(model_dir), "out": str(out), "file": str(notes), "dir": str(plain), "tmp": str(tmp_path)}
+    for name, text in yamls.items():
+        path = tmp_path / f"{name.replace('_', '-')}.yaml"
+        path.write_text(text)
+        paths[name] = str(path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage")
+    paths["yaml_binary"] = str(binary)
+    return paths
+
+
+def snapshot(*roots) -> dict:
+    return {str(p): (p.read_bytes() if p.is_file() else "dir") for root in roots for p in sorted(Path(root).rglob("*"))}
+
+
+# id, arguments (templates; a single *.yaml argument is passed alone), a fragment the error line must contain
+GPT2_CASES = [
+    ("batch-size-0", "--per_device_train_batch_size 0", "--per_device_train_batch_size 0"),
+    ("eval-batch-size-0", "--per_device_eval_batch_size 0", "--per_device_eval_batch_size 0"),
+    ("grad-accumulation-0", "--gradient_accumulation_steps 0", "--gradient_accumulation_steps 0"),
+    ("lr-nan", "--learning_rate nan", "--learning_rate nan"),
+    ("lr-inf", "--learning_rate inf", "--learning_rate inf"),
+    ("lr-negative", "--learning_rate=-1e-5", "--learning_rate -1e-05"),
+    ("epochs-nan", "--max_steps -1 --num_train_epochs nan", "--num_train_epochs nan"),
+    ("seed-negative", "--seed -5", "--seed -5"),
+    ("max-train-contexts-negative", "--max_train_contexts -1", "--max_train_contexts -1"),
+    ("max-eval-contexts-negative", "--max_eval_contexts -3", "--max_eval_contexts -3"),
+    ("max-train-contexts-not-int", "--max_train_contexts many", "--max_train_contexts"),
+    ("label-mode-unknown", "--label_mode everything", "--label_mode"),
+    ("unknown-flag", "--no_such_flag 1", "--no_such_flag"),
+    ("output-dir-is-a-file", "--output_dir {file}", "--output_dir {file}: exists and is not a folder"),
+    ("output-dir-under-a-file", "--output_dir {file}/run", "--output_dir {file}/run: cannot create it"),
+    ("model-missing-path", "--model_name_or_path {tmp}/no-such-model", "--model_name_or_path {tmp}/no-such-model"),
+    ("model-folder-without-config", "--model_name_or_path {dir}", "--model_name_or_path {dir}: folder has no config.json"),
+    ("resume-last-without-checkpoint", "--resume_from_checkpoint last", "--resume_from_checkpoint last: no complete"),
+    ("resume-missing-folder", "--resume_from_checkpoint {tmp}/nope", "--resume_from_checkpoint {tmp}/nope: no such folder"),
+    ("resume-not-a-checkpoint", "--resume_from_checkpoint {dir}", "--resume_from_checkpoint {dir}: not a complete"),
+    ("yaml-syntax", "{yaml_syntax}", "{yaml_syntax}: not valid YAML at line"),
+    ("yaml-not-a-mapping", "{yaml_list}", "{yaml_list}: expected a mapping"),
+    ("yaml-unknown-key", "{yaml_unknown}", "{yaml_unknown}: unknown option 'learning_rat'"),
+    ("yaml-wrong-type", "{yaml_type}", "{yaml_type}: argument --learning_rate"),
+    ("yaml-batch-size-0", "{yaml_batch0}", "{yaml_batch0}: --per_device_train_batch_size 0"),
+    ("yaml-lr-nan", "{yaml_lr_nan}", "{yaml_lr_nan}: --learning_rate nan"),
+    ("yaml-negative-limit", "{yaml_negative}", "{yaml_negative}: --max_train_contexts -1"),
+    ("yaml-lr-negative", "{yaml_lr_negative}", "{yaml_lr_negative}: --learning_rate -1e-05"),
+    ("yaml-missing-file", "{tmp}/missing.yaml", "{tmp}/missing.yaml: cannot read it"),
+    ("yaml-binary-file", "{yaml_binary}", "{yaml_binary}: cannot read it"),
+]
+GPT2_BASE = ("--model_name_or_path {model} --output_dir {out} --use_cpu true --report_to none --max_train_contexts 4 "
+             "--max_eval_contexts 2 --max_steps 1 --save_strategy no --eval_strategy no")
+
+INSTRUCT_CASES = [
+    ("batch-size-0", "--batch_size 0", "--batch_size 0"),
+    ("per-device-batch-size-0", "--per_device_batch_size 0", "--per_device_batch_size 0"),
+    ("batch-not-a-multiple", "--batch_size 30 --per_device_batch_size 4", "--batch_size 30 must be a multiple"),
+    ("lr-nan", "--learning_rate nan", "--learning_rate nan"),
+    ("lr-zero", "--learning_rate 0", "--learning_rate 0.0"),
+    ("epochs-nan", "--max_steps -1 --num_train_epochs nan", "--num_train_epochs nan"),
+    ("max-steps-0", "--max_steps 0", "--max_steps 0"),
+    ("seed-negative", "--seed -5", "--seed -5"),
+    ("limit-contexts-negative", "--limit_contexts -1", "--limit_contexts -1"),
+    ("limit-contexts-not-int", "--limit_contexts 1.5", "--limit_contexts"),
+    ("logging-steps-0", "--logging_steps 0", "--logging_steps 0"),
+    ("save-steps-negative", "--save_steps -1", "--save_steps -1"),
+    ("recipe-unknown", "--recipe dpo", "--recipe"),
+    ("unknown-flag", "--no_such_flag 1", "--no_such_flag"),
+    ("output-dir-is-a-file", "--output_dir {file}", "--output_dir {file}: exists and is not a folder"),
+    ("output-dir-under-a-file", "--output_dir {file}/run", "--output_dir {file}/run: cannot create it"),
+    ("model-missing-path", "--model_name_or_path {tmp}/no-such-model", "--model_name_or_path {tmp}/no-such-model"),
+    ("model-folder-without-config", "--model_name_or_path {dir}", "--model_name_or_path {dir}: folder has no config.json"),
+    ("resume-last-without-checkpoint", "--resume_from_checkpoint last", "--resume_from_checkpoint last: no complete"),
+    ("resume-not-a-checkpoint", "--resume_from_checkpoint {dir}", "--resume_from_checkpoint {dir}: not a complete"),
+]
+INSTRUCT_BASE = ("--model_name_or_path {model} --no-qlora --recipe var --limit_contexts 2 --max_steps 1 --no-eval "
+                 "--output_dir {out}")
+
+
+def case_argv(base: str, args: str, paths: dict) -> list[str]:
+    words = [w.format(**paths) for w in args.split()]
+    if len(words) == 1 and words[0].endswith(".yaml"):
+        return words
+    return [w.format(**paths) for w in base.split()] + words
+
+
+def check_outcome(code: int, stdout: str, stderr: str, fragment: str, paths: dict, before: dict):
+    lines = stderr.strip().splitlines()
+    assert code == 2, (code, stderr[-2000:])
+    assert "Traceback" not in stderr + stdout
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines[0]
+    assert fragment.format(**paths) in lines[0], lines[0]
+    assert not Path(paths["out"]).exists()  # no (empty) run folder left behind
+    assert snapshot(paths["tmp"], paths["model"]) == before  # the user's files unchanged, nothing added
+
+
+def run_script(script: Path, argv: list[str], **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True,
+                          env=script_env(**env), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def gpt2_script():
+    """examples/train_gpt2.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
+    spec = importlib.util.spec_from_file_location("_train_gpt2_script", GPT2)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("args,fragment", [c[1:] for c in GPT2_CASES], ids=[c[0] for c in GPT2_CASES])
+def test_train_gpt2_bad_input(gpt2_script, workspace, capfd, args, fragment):
+    argv = case_argv(GPT2_BASE, args, workspace)
+    before = snapshot(workspace["tmp"], workspace["model"])
+    capfd.readouterr()
+    code = gpt2_script.run(argv)
+    captured = capfd.readouterr()
+    check_outcome(code, captured.out, captured.err, fragment, workspace, before)
+
+
+QUICK_GPT2 = {"batch-size-0", "yaml-syntax"}
+
+
+@pytest.mark.parametrize("case", [c for c in GPT2_CASES if c[0] in QUICK_GPT2], ids=lambda c: c[0])
+def test_train_gpt2_bad_input_subprocess(workspace, case):
+    _, args, fragment = case
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(GPT2, case_argv(GPT2_BASE, args, workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in GPT2_CASES if c[0] not in QUICK_GPT2]
+                         + [("model-hub-id-offline", "--model_name_or_path no-such-org/no-such-model",
+                             "--model_name_or_path no-such-org/no-such-model")], ids=lambda c: c[0])
+def test_train_gpt2_bad_input_subprocess_all(workspace, case):
+    _, args, fragment = case
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(GPT2, case_argv(GPT2_BASE, args, workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
+@pytest.mark.parametrize("args,fragment", [c[1:] for c in INSTRUCT_CASES], ids=[c[0] for c in INSTRUCT_CASES])
+def test_train_instruct_bad_input(workspace, args, fragment):
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, args, workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
+@pytest.mark.slow
+def test_train_instruct_unreachable_model_names_model_name_or_path(workspace):
+    """The library's own message says --model; the script's flag is --model_name_or_path."""
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, "--model_name_or_path no-such-org/no-such-model", workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, "--model_name_or_path no-such-org/no-such-model",
+                  workspace, before)
+
+
+def test_zero_limits_mean_all_and_are_documented(gpt2_script, workspace):
+    """0 = all contexts (documented in --help), the same in both scripts; negative values are errors (above)."""
+    assert "0 or unset: all" in " ".join(gpt2_script.make_parser().format_help().split())
+    script, args = gpt2_script.parse_arguments(gpt2_script.make_parser(), case_argv(
+        GPT2_BASE, "--max_train_contexts 0 --max_eval_contexts 0", workspace))
+    assert gpt2_script.check_arguments(script, args) == Path(workspace["out"])  # accepted; the folder is to be made
+    assert not Path(workspace["out"]).exists()
+
+    help_text = subprocess.run([sys.executable, str(INSTRUCT), "--help"], capture_output=True, text=True,
+                               env=script_env(), timeout=120).stdout
+    assert "0 or unset: all" in " ".join(help_text.split())
+    spec = importlib.util.spec_from_file_location("_train_instruct_script", INSTRUCT)
+    instruct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(instruct)
+    records = [{"id": i} for i in range(5)]
+    assert instruct._subset(records, 0, 42) is records and instruct._subset(records, None, 42) is records
+    assert len(instruct._subset(records, 3, 42)) == 3
+
+
+def test_train_gpt2_yaml_values_are_typed_like_flags(gpt2_script, workspace, tmp_path):
+    """A YAML config goes through the same parsing as the flags: '1e-4' (a string to YAML) is a float."""
+    config = tmp_path / "ok.yaml"
+    config.write_text(f"model_name_or_path: {workspace['model']}\noutput_dir: {workspace['out']}\nuse_cpu: true\n"
+                      "learning_rate: 1e-4\nweight_decay: -0.0\nreport_to: [none]\nmax_train_contexts: 0\n"
+                      "group_by_passage: true\nresume_from_checkpoint: null\nlr_scheduler_kwargs: {}\n")
+    script, args = gpt2_script.parse_arguments(gpt2_script.make_parser(), [str(config)])
+    assert args.learning_rate == 1e-4 and isinstance(args.learning_rate, float)
+    assert args.use_cpu is True and args.group_by_passage is True and args.report_to in ([], ["none"], "none")
+    assert script.model_name_or_path == workspace["model"] and script.max_train_contexts == 0
+    assert args.resume_from_checkpoint is None
