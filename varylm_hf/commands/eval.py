@@ -14,6 +14,10 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from . import check_out_writable
+from . import limit as limit_type
+from . import non_negative_int, positive_float, positive_int, top_p
+from . import seed as seed_type
 
 
 def register(subparsers) -> None:
@@ -46,20 +50,22 @@ def register(subparsers) -> None:
                    help="qa task: next-word form of each item, or the question prompt (default: context)")
     e.add_argument("--subset", choices=("test", "validation", "train"), default="test",
                    help="which part of the split to evaluate (default: test)")
-    e.add_argument("--limit", type=int, help="evaluate only the first N contexts (quick runs)")
+    e.add_argument("--limit", type=limit_type, help="evaluate only the first N contexts (quick runs; 0 or omitted: all)")
     e.add_argument("--mode", choices=("sampled", "exact", "both"), default="sampled",
                    help="sampled TVD (paper), exact TVD from word probabilities, or both (default: sampled)")
-    e.add_argument("--seeds", type=int, nargs="+", default=[42], help="sampling/oracle seeds (paper: 42 123 456)")
-    e.add_argument("--num-samples", type=int, default=40, help="samples per context (default: 40)")
+    e.add_argument("--seeds", type=seed_type, nargs="+", default=[42], help="sampling/oracle seeds (paper: 42 123 456)")
+    e.add_argument("--num-samples", type=positive_int, default=40, help="samples per context (default: 40)")
     e.add_argument("--prompt", choices=("auto", "plain", "instruction", "one_shot"), default="auto",
                    help="plain context, the paper's instruction prompt in the chat template, or the 1-shot prompt "
                         "(default auto: instruction when the tokenizer has a chat template)")
-    e.add_argument("--one-shot-seed", type=int, default=42, help="seed choosing the 1-shot example from train")
-    e.add_argument("--batch-size", type=int, default=4, help="contexts per sampling batch (default: 4)")
-    e.add_argument("--max-new-tokens", type=int, default=16, help="token budget to complete the first word")
-    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    e.add_argument("--top-k", type=int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
-    e.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
+    e.add_argument("--one-shot-seed", type=seed_type, default=None,
+                   help="draw the 1-shot example from train with this seed (default: the paper's fixed example, "
+                   "'There are now rumblings that' with its human answers)")
+    e.add_argument("--batch-size", type=positive_int, default=4, help="contexts per sampling batch (default: 4)")
+    e.add_argument("--max-new-tokens", type=positive_int, default=16, help="token budget to complete the first word")
+    e.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature (default 1.0)")
+    e.add_argument("--top-k", type=non_negative_int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
+    e.add_argument("--top-p", type=top_p, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
     e.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="passage",
                    help="word-scoring strategy of exact mode (default: passage, sharing passage prefixes)")
     o = run.add_argument_group("output")
@@ -80,7 +86,7 @@ def register(subparsers) -> None:
 
     ref = sub.add_parser("gpt2-reference",
                          help="TVD of the packaged real GPT-2 samples on the paper's test split, with the oracle row")
-    ref.add_argument("--seeds", type=int, nargs="+", default=[42, 123, 456], help="oracle seeds (default: 42 123 456)")
+    ref.add_argument("--seeds", type=seed_type, nargs="+", default=[42, 123, 456], help="oracle seeds (default: 42 123 456)")
     ref.add_argument("--quirks", action="store_true",
                      help="treat samples like the reference code (case-sensitive, failures dropped)")
     ref.add_argument("--out", help="write the run there (rows, summary, table, figures)")
@@ -94,12 +100,76 @@ def _positive(value, name):
         raise InputError(f"--{name} must be >= 1, got {value}")
 
 
+def _check_run(path) -> None:
+    """Check a run folder (or its summary.json) for ``eval compare``: one line naming the file and row.
+
+    The summary must be a UTF-8 JSON object with the keys ``varylm eval run`` writes; each row of
+    the rows file a JSON object with a ``mode`` and the values the table and figures read.
+    """
+    import json
+    from pathlib import Path
+
+    from ..evaluation import ROWS_FILE, SUMMARY_FILE
+
+    p = Path(path)
+    folder = p.parent if p.name == SUMMARY_FILE else p
+    summary_file, rows_file = folder / SUMMARY_FILE, folder / ROWS_FILE
+    if not summary_file.is_file():
+        raise InputError(f"{path}: not an evaluation run (no {SUMMARY_FILE})")
+
+    def read_json(text: str, where: str):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where}: not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
+
+    try:
+        text = summary_file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{summary_file}: not UTF-8 text (byte {err.start}); expected the {SUMMARY_FILE} "
+                         "of `varylm eval run`") from None
+    summary = read_json(text, str(summary_file))
+    if not isinstance(summary, dict):
+        raise InputError(f"{summary_file}: expected a JSON object (a run summary), got {type(summary).__name__}")
+    missing = [k for k in ("name", "n_contexts", "seeds", "oracle") if k not in summary]
+    if missing:
+        raise InputError(f"{summary_file}: missing key(s) {', '.join(missing)} (not a summary of `varylm eval run`)")
+    for key, kind in (("name", str), ("n_contexts", int), ("seeds", list), ("oracle", dict),
+                      ("sampled", dict), ("exact", dict)):
+        if key in summary and not isinstance(summary[key], kind):
+            raise InputError(f"{summary_file}: {key!r} must be a {kind.__name__}, got {type(summary[key]).__name__}")
+    if not rows_file.is_file():
+        return
+    with open(rows_file, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            where = f"{rows_file}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{where}: not UTF-8 text (byte {err.start})") from None
+            if not line.strip():
+                continue
+            row = read_json(line, where)
+            if not isinstance(row, dict):
+                raise InputError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
+            if row.get("mode") not in ("sampled", "exact"):
+                got = f"got {row['mode']!r}" if "mode" in row else "missing"
+                raise InputError(f"{where}: 'mode' must be 'sampled' or 'exact' ({got})")
+            needed = ["id", "tvd", "oracle_tvd"]
+            if row["mode"] == "sampled":
+                needed += ["entropy", "human_entropy", "coverage"]
+            missing = [k for k in needed if k not in row]
+            if missing:
+                raise InputError(f"{where}: missing key(s) {', '.join(missing)} (not a row of `varylm eval run`)")
+
+
 def cmd_run(args) -> int:
     """``varylm eval run``: load the model and data, evaluate, write the run, print the table."""
     from ..evaluation import evaluate_model, markdown_table
     from .data import load_splits
 
-    _positive(args.limit, "limit")
+    check_out_writable(args.out)  # before any compute: a run must not die at its last step
+    args.limit = args.limit or None  # 0 means all, as in every command
     _positive(args.num_samples, "num-samples")
     if args.model is None:
         if not args.adapter:
@@ -191,6 +261,9 @@ def cmd_compare(args) -> int:
     """``varylm eval compare``: one table for several runs."""
     from ..evaluation import compare_runs
 
+    check_out_writable(args.out)
+    for path in args.runs:
+        _check_run(path)
     table = compare_runs(args.runs, args.out, names=args.names, figures=not args.no_figures, overwrite=args.overwrite)
     print(table, end="")
     if args.out:
@@ -204,6 +277,7 @@ def cmd_gpt2_reference(args) -> int:
     from ..evaluation import _check_out_dir, markdown_table, reference_gpt2_rows, summarize, write_run
 
     if args.out:
+        check_out_writable(args.out)
         _check_out_dir(args.out, args.overwrite)
     records = split_records(load_provo(), "paper")["test"]
     rows = reference_gpt2_rows(records, seeds=args.seeds, quirks=args.quirks)
