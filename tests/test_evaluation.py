@@ -93,6 +93,10 @@ def test_evaluate_model_writes_a_run(model, wordlevel_tokenizer, tmp_path):
             RECORDS[int(r["id"][-2:])]["answers"], r["samples"]))
     table = (out / "table.md").read_text()
     assert "| tiny |" in table and "| Oracle |" in table and "±" in table
+    # the sampled measure's floor: q = p sampled 20 times per context, per seed
+    perfect = [statistics.fmean(M.perfect_model_tvd(r["answers"], 20, s) for r in RECORDS) for s in (42, 123)]
+    assert summary["sampled"]["perfect_tvd"]["per_seed"] == pytest.approx(perfect)
+    assert f"| Perfect model (q = p) sampled at n = 20 | 0 | {statistics.fmean(perfect):.3f} ± " in table
     # a second run into the same folder needs --overwrite
     with pytest.raises(InputError, match="overwrite"):
         E.evaluate_model(model, wordlevel_tokenizer, RECORDS, out_dir=out, progress=False)
@@ -193,7 +197,9 @@ def test_cli_run_compare_and_errors(wordlevel_tokenizer, tmp_path, capsys):
     # bad input: exit 2, one line, nothing written
     assert main(["eval", "run", *common, "--out", str(tmp_path / "a")]) == 2
     assert "overwrite" in capsys.readouterr().err
-    assert main(["eval", "run", "--model", str(folder), "--limit", "0", "--out", str(tmp_path / "c")]) == 2
+    with pytest.raises(SystemExit) as stop:  # an argparse type error: usage error, exit 2
+        main(["eval", "run", "--model", str(folder), "--limit", "-1", "--out", str(tmp_path / "c")])
+    assert stop.value.code == 2 and "--limit" in capsys.readouterr().err
     assert main(["eval", "run", "--model", str(tmp_path / "nope"), "--limit", "2", "--out", str(tmp_path / "d")]) == 2
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 

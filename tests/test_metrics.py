@@ -171,3 +171,14 @@ def test_metrics_does_not_import_torch():
     code = "import sys, varylm_hf.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_perfect_model_tvd_is_the_sampled_floor():
+    bag = [{"word": "a", "count": 20}, {"word": "b", "count": 20}]
+    assert M.perfect_model_tvd([{"word": "a", "count": 4}], 40) == 0.0  # one answer: any sample is exact
+    values = [M.perfect_model_tvd(bag, 40, seed) for seed in range(200)]
+    # |k/40 - 1/2| with k ~ Binomial(40, 1/2): mean ~ sqrt(40/(2 pi)) / 40 ~ 0.063
+    assert 0.045 < sum(values) / len(values) < 0.08
+    assert M.perfect_model_tvd(bag, 40, 1) == M.perfect_model_tvd(list(reversed(bag)), 40, 1)  # order-free
+    with pytest.raises(ValueError, match="num_samples"):
+        M.perfect_model_tvd(bag, 0)

@@ -74,6 +74,7 @@ def score_sampled(record: dict, samples: Sequence[str], seed: int) -> dict:
         "seed": seed,
         "tvd": M.tvd(human, samples),
         "oracle_tvd": M.oracle_tvd(human, seed),
+        "perfect_tvd": M.perfect_model_tvd(human, len(samples), seed),
         "matched_tvd": M.matched_size_tvd(human, samples, seed) if len(samples) >= record["num_answers"] // 2 else None,
         "entropy": M.entropy(samples),
         "human_entropy": M.entropy(human),
@@ -349,10 +350,10 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
     if sampled:
         out["sampled"] = {}
         by_seed = {s: [r for r in sampled if r["seed"] == s] for s in seeds}
-        for metric in ("tvd", "matched_tvd", "oracle_tvd", "failure_rate", "entropy", "coverage", "js"):
-            per_seed = [_stat(r[metric] for r in by_seed[s])["mean"] for s in seeds if by_seed[s]]
+        for metric in ("tvd", "matched_tvd", "oracle_tvd", "perfect_tvd", "failure_rate", "entropy", "coverage", "js"):
+            per_seed = [_stat(r.get(metric) for r in by_seed[s])["mean"] for s in seeds if by_seed[s]]
             stat = _stat(per_seed)
-            first = [r[metric] for r in by_seed[seeds[0]] if r[metric] is not None]
+            first = [r[metric] for r in by_seed[seeds[0]] if r.get(metric) is not None]
             stat["per_seed"] = per_seed
             stat["sd_contexts"] = M.mean_sd(first)[1] if first else None
             out["sampled"][metric] = stat
@@ -406,27 +407,35 @@ def _fmt(stat: dict | None, digits: int = 3) -> str:
 
 
 def markdown_table(summaries: Sequence[dict]) -> str:
-    """Table 1 of the paper for one or more runs: one row per run, then the Oracle row.
+    """Table 1 of the paper for one or more runs: one row per run, then the Oracle and perfect-model rows.
 
-    Columns: sampled TVD (mean ± SD over seeds), exact TVD, matched-size TVD, failure rate,
-    entropy (bits), unique-word coverage, number of contexts and seeds. The Oracle row is the
-    first run's (the oracle depends only on the human answers and the seeds).
+    Columns: exact TVD (no sampling), sampled TVD (mean ± SD over seeds, with its number of samples
+    and contexts), matched-size TVD, failure rate, entropy (bits), unique-word coverage, contexts and
+    seeds. The Oracle row is the first run's (it depends only on the human answers and the seeds);
+    the perfect-model row is the floor of the sampled measure: a model whose q equals the human p,
+    sampled as many times as the models were.
     """
-    head = ("| Model | Mean TVD ± SD (↓) | Exact TVD (↓) | Matched-size TVD (↓) | No-word rate | "
-            "Entropy (bits) | Coverage (↑) | Contexts | Seeds |")
+    first = summaries[0] if summaries else {}
+    n_samples = (first.get("config") or {}).get("num_samples")
+    head = ("| Model | Exact TVD (↓) | Sampled TVD ± SD (↓" + (f", {n_samples} samples" if n_samples else "") +
+            ") | Matched-size TVD (↓) | No-word rate | Entropy (bits) | Coverage (↑) | Contexts | Seeds |")
     lines = [head, "|" + "---|" * 9]
     for s in summaries:
         sm = s.get("sampled", {})
         ex = s.get("exact", {})
         lines.append(
-            f"| {s['name']} | {_fmt(sm.get('tvd'))} | {_fmt(ex.get('tvd'))} | {_fmt(sm.get('matched_tvd'))} | "
+            f"| {s['name']} | {_fmt(ex.get('tvd'))} | {_fmt(sm.get('tvd'))} | {_fmt(sm.get('matched_tvd'))} | "
             f"{_fmt(sm.get('failure_rate'))} | {_fmt(sm.get('entropy'), 2)} | {_fmt(sm.get('coverage'))} | "
-            f"{s['n_contexts']} | {', '.join(map(str, s['seeds'])) if sm else '–'} |"
+            f"{s['n_contexts']} | {', '.join(map(str, s['seeds']))} |"
         )
     if summaries:
-        o = summaries[0]["oracle"]
-        lines.append(f"| Oracle | {_fmt(o)} | | | | {summaries[0].get('human_entropy') or 0:.2f} (human) | | "
-                     f"{summaries[0]['n_contexts']} | {', '.join(map(str, summaries[0]['seeds']))} |")
+        o = first["oracle"]
+        lines.append(f"| Oracle | | {_fmt(o)} | | | {first.get('human_entropy') or 0:.2f} (human) | | "
+                     f"{first['n_contexts']} | {', '.join(map(str, first['seeds']))} |")
+        perfect = (first.get("sampled") or {}).get("perfect_tvd")
+        if perfect and perfect.get("mean") is not None:
+            lines.append(f"| Perfect model (q = p) sampled at n = {n_samples} | 0 | {_fmt(perfect)} | | | | | "
+                         f"{first['n_contexts']} | {', '.join(map(str, first['seeds']))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 import traceback
 from collections.abc import Callable
@@ -438,7 +437,7 @@ class ModelRunner:
 
     def _oracle(self, seed: int) -> dict:
         """Oracle (two halves of the human answers) on both test sets, and the sampled measure's floor."""
-        from .metrics import expand_bag, oracle_tvd, tvd
+        from .metrics import oracle_tvd, perfect_model_tvd
 
         cfg = self.config
         result: dict = {}
@@ -447,11 +446,7 @@ class ModelRunner:
             result.update(mean_tvd_exact=sum(values) / len(values), n_contexts_exact=len(values))
         if cfg.eval_mode in ("sampled", "both"):
             values = [oracle_tvd(r["answers"], seed=seed) for r in self.test]
-            perfect = []
-            for r in self.test:  # a model whose q is the human p, sampled num_samples times
-                bag = expand_bag(r["answers"])
-                rng = random.Random(f"{seed}:{r['id']}")
-                perfect.append(tvd(r["answers"], [rng.choice(bag) for _ in range(cfg.num_samples)]))
+            perfect = [perfect_model_tvd(r["answers"], cfg.num_samples, seed) for r in self.test]
             result.update(mean_tvd_sampled=sum(values) / len(values), n_contexts_sampled=len(values),
                           num_samples=cfg.num_samples, perfect_sampled_tvd=sum(perfect) / len(perfect))
         result["mean_tvd"] = result.get("mean_tvd_sampled", result.get("mean_tvd_exact"))
