@@ -56,7 +56,8 @@ def train_test_split_ids(ids: Sequence, test_size: float, seed: int, *, name: st
     if n_test == 0 or n_train == 0:
         part = "validation" if name == "validation_size" else "test"
         if n_train == 0:
-            raise InputError(f"`{name}`={test_size} puts all {n} passage(s) in {part}, none in the rest ({_flag(name)})")
+            rest = "train" if name == "validation_size" else "train and validation"
+            raise InputError(f"`{name}`={test_size} puts all {n} passage(s) in {part}, none left for {rest} ({_flag(name)})")
         raise InputError(f"`{name}`={test_size} gives {part} no passage of {n} ({_flag(name)})")
     perm = np.random.RandomState(seed).permutation(n)
     test = [ids[i] for i in perm[:n_test]]
