@@ -327,6 +327,8 @@ def _curves_table(results: list[dict]) -> str:
     rows = [(r, c) for r in results for c in r.get("curve") or []]
     if not rows:
         return ""
+    rows += [(r, {"epoch": 0.0, "exact_tvd/test": r["mean_tvd_exact"]}) for r in results
+             if r["condition"] == "base" and r.get("mean_tvd_exact") is not None]  # every curve starts there
     splits = sorted({k.split("/", 1)[1] for _, c in rows for k in c if k.startswith("exact_tvd/")})
     lines = ["| Model | seed | epoch | " + " | ".join(f"exact TVD {s}" for s in splits) + " |",
              "|---|---:|---:|" + "---:|" * len(splits)]
@@ -432,8 +434,9 @@ class ModelRunner:
             return None
         from .callbacks import ExactTVDCallback
 
+        final_test = ("test",) if self.config.eval_mode in ("exact", "both") else ()
         return ExactTVDCallback({"validation": self.splits["validation"], "test": self.test_exact}, tokenizer,
-                                prompt=prompt, bos=self.config.bos)
+                                prompt=prompt, bos=self.config.bos, at_start=("validation",), skip_final=final_test)
 
     def _oracle(self, seed: int) -> dict:
         """Oracle (two halves of the human answers) on both test sets, and the sampled measure's floor."""
@@ -486,6 +489,8 @@ class ModelRunner:
             result.setdefault("eval_dir", "eval_exact")
         result["mean_tvd"] = result.get("mean_tvd_sampled", result.get("mean_tvd_exact"))
         result["n_contexts"] = result.get("n_contexts_sampled", result.get("n_contexts_exact"))
+        if result.get("curve") and "mean_tvd_exact" in result:  # the final evaluation completes the curve
+            result["curve"][-1].setdefault("exact_tvd/test", result["mean_tvd_exact"])
         if config.qa:
             from .qa import qa_hit_rate
 
