@@ -95,7 +95,8 @@ def step_history(checkpoint: Path) -> list[tuple]:
     return [(h["step"], h["loss"], h["grad_norm"], h["learning_rate"]) for h in state["log_history"] if "loss" in h]
 
 
-@pytest.mark.parametrize("sampler", ["shuffled", "group_by_passage"])
+# ~25 s each on a 2-core CPU (up to ~50 s under load): three script starts dominate; the second variant is slow-marked
+@pytest.mark.parametrize("sampler", ["shuffled", pytest.param("group_by_passage", marks=pytest.mark.slow)])
 def test_kill9_then_resume_last_matches_uninterrupted_run(tiny_model_dir, tmp_path, sampler):
     extra = ["--group_by_passage", "true"] if sampler == "group_by_passage" else []
 
@@ -185,7 +186,7 @@ def tiny_chat_model_dir(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("recipe", ["var", "sft"])
+@pytest.mark.parametrize("recipe", ["var", pytest.param("sft", marks=pytest.mark.slow)])
 def test_train_instruct_resume_gives_the_same_adapter(tiny_chat_model_dir, tmp_path, recipe):
     """examples/train_instruct.py --save_steps writes checkpoints; --resume_from_checkpoint (a path, then
     'last' after deleting the later checkpoints) continues from one and ends with the same LoRA adapter."""
