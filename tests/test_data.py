@@ -379,14 +379,21 @@ def test_hub_folder_refuses_overwrite_and_cleans_up_on_failure(tmp_path, provo, 
     def boom(self, *a, **k):
         raise OSError("disk full")
 
+    # --overwrite never replaces a folder varylm did not write (issue #10 item 2)
+    with pytest.raises(InputError, match="varylm did not write this folder"):
+        build_dataset_folder(out, splits, overwrite=True)
+    assert (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
+    build_dataset_folder(out, splits)  # an empty folder is fine
     monkeypatch.setattr(datasets.Dataset, "to_parquet", boom)
+    before = sorted(p.name for p in out.iterdir())
     with pytest.raises(OSError):
         build_dataset_folder(out, splits, overwrite=True)
-    assert (out / "mine.txt").read_text() == "keep me"  # the user's folder is untouched
+    assert sorted(p.name for p in out.iterdir()) == before  # a failed rewrite leaves the old build as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
     monkeypatch.undo()
-    build_dataset_folder(out, splits, overwrite=True)
-    assert not (out / "mine.txt").exists() and (out / "README.md").exists()
+    build_dataset_folder(out, splits, overwrite=True)  # varylm's own folder: replaced
+    assert (out / "README.md").exists()
 
 
 def test_committed_dataset_card_is_current():
