@@ -25,6 +25,10 @@ def test_plan_cells_grid():
         ({"conditions": ["one_shot"]}, "needs --style instruct"),
         ({"seeds": []}, "at least one seed"),
         ({"ablation_ks": [0]}, "positive"),
+        ({"seeds": [-5]}, "--seeds"),
+        ({"learning_rate": float("nan")}, "--learning-rate"),
+        ({"epochs": 0}, "--epochs"),
+        ({"limit_eval": -1}, "--limit-eval"),
         ({"eval_mode": "guess"}, "eval-mode"),
     ],
 )

@@ -25,6 +25,7 @@ dict`` so that the grid logic is independent of the model code (and testable wit
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import traceback
@@ -112,6 +113,12 @@ class ReproduceConfig:
             raise InputError(f"--ablation-ks must be positive integers, got {self.ablation_ks}")
         if self.eval_mode not in EVAL_MODES:
             raise InputError(f"--eval-mode must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
+        if any(not isinstance(s, int) or not 0 <= s < 2**32 for s in self.seeds):
+            raise InputError(f"--seeds must be integers in [0, 2**32 - 1], got {self.seeds}")
+        for name in ("epochs", "learning_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
         for name in ("limit_train", "limit_eval", "limit_exact"):
             value = getattr(self, name)
             if value is not None and value < 0:
