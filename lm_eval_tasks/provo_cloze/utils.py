@@ -63,11 +63,10 @@ def _resolve_first_token(first_token, kwargs) -> str:
     if not isinstance(name, str):
         raise ValueError("first_token='auto' needs a tokenizer name: pass pretrained=... in --model_args, "
                          "or give the token itself, e.g. --metadata '{\"first_token\": \"<|endoftext|>\"}'")
-    from transformers import AutoTokenizer
-
     from varylm_hf.conditioning import first_token_id
+    from varylm_hf.modeling import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(name)
+    tok = load_tokenizer(name, kwargs.get("gguf_file"))  # Hub id, folder, .gguf, or "smollm2-gguf"
     tid = first_token_id(tok, "auto")
     return "" if tid is None else str(tok.convert_ids_to_tokens(tid))
 
