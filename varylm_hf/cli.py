@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "varylm_hf.commands.reproduce",
     "varylm_hf.commands.hub",
     "varylm_hf.commands.eval",
+    "varylm_hf.commands.score",
 ]
 
 

@@ -16,7 +16,18 @@ continuation that starts with the token ``" the"``, including ``" there"`` spell
 and ``q_eow`` is the probability of the sampler's outcome: exact TVD lives on the sampler's
 outcome space (a continuation that does not open a new word is a failure, left as residual
 mass). It is not the full Pimentel & Meister word probability, which also divides by the
-probability that a new word starts after the context.
+probability that a new word starts after the context: that is the third definition,
+
+    log q(w|c) = paper + log E(c, w) - log S(c)                  definition="pm"
+
+with ``E`` the probability that the word ends after its last token and ``S`` the probability that a
+new word starts after the context (``boundary="pm"``, the default: both as wordsprobability 0.17
+computes them -- a token spelled with the space marker ``Ġ``/``▁`` or EOS; the first word of a text,
+after an empty context, divides by the mass of the tokens that are not space-marked instead, their
+"beginning-of-sentence correction"; :func:`pm_boundary`). ``boundary="wordrule"`` takes ``E`` from
+the sampler's word rule (as ``eow``) and ``S`` from the same rule (a space and a letter/digit
+first). ``pm`` is not in :data:`DEFINITIONS` (the training definitions); it is in
+:data:`WORD_DEFINITIONS`. See docs/surprisal.md.
 
 Strategies (all give the same numbers, to float rounding; see tests/test_scoring.py):
 
@@ -52,7 +63,13 @@ from .errors import InputError
 
 __all__ = [
     "DEFINITIONS",
+    "WORD_DEFINITIONS",
+    "BOUNDARIES",
     "STRATEGIES",
+    "WordBegin",
+    "pm_boundary",
+    "wordrule_begin",
+    "bow_symbol",
     "word_token_ids",
     "context_token_ids",
     "word_start_mask",
@@ -67,6 +84,10 @@ __all__ = [
 ]
 
 DEFINITIONS = ("paper", "eow")
+#: Every definition :func:`score_words` takes: the training ones and ``pm`` (Pimentel & Meister's full word probability).
+WORD_DEFINITIONS = DEFINITIONS + ("pm",)
+#: Word boundaries of the ``pm`` definition: wordsprobability's (default) or the sampler's WordRule.
+BOUNDARIES = ("pm", "wordrule")
 STRATEGIES = ("pair", "context", "tree", "passage")
 
 # A word starting with one of these is joined to its context without a space.
@@ -238,6 +259,130 @@ def word_start_mask(tokenizer, vocab_size: int | None = None) -> torch.Tensor:
     return word_end_masks(tokenizer, vocab_size).masks[0]
 
 
+@dataclass(frozen=True)
+class WordBegin:
+    """How much each next token counts as "a new word starts" (the ``S`` term of ``definition="pm"``).
+
+    Attributes:
+        weights: float ``(2, V)``; row 0 after a word (the context ends a word), row 1 at the start of a
+            text (empty context: wordsprobability's beginning-of-sentence correction). Weights are the
+            wordsprobability mask sums, so a token can weigh 2 there (its EOS is counted twice in row 1).
+        is_bow: boolean ``(V,)``: the token begins a word (spelled with the space marker); running text
+            starts a new word at every such token.
+    """
+
+    weights: torch.Tensor
+    is_bow: torch.Tensor
+
+    def padded(self, vocab_size: int) -> "WordBegin":
+        n = self.weights.shape[1]
+        if vocab_size == n:
+            return self
+        m = min(vocab_size, n)
+        w = torch.zeros(self.weights.shape[0], vocab_size, dtype=self.weights.dtype)
+        w[:, :m] = self.weights[:, :m]
+        b = torch.zeros(vocab_size, dtype=torch.bool)
+        b[:m] = self.is_bow[:m]
+        return WordBegin(w, b)
+
+    def term(self, logp_rows: torch.Tensor, classes) -> torch.Tensor:
+        """``log sum_v weight[class, v] p(v)`` for each row of ``logp_rows`` (E, V)."""
+        device = logp_rows.device
+        w = self.weights.to(device)[torch.as_tensor(classes, dtype=torch.long, device=device)]
+        return torch.log((w * logp_rows.exp()).sum(-1))
+
+    def classes(self, first_tokens, text_start) -> list[int]:
+        """Row of :attr:`weights` per word: 1 for a first word of a text whose first token is not space-marked."""
+        return [int(bool(s) and not bool(self.is_bow[t])) for t, s in zip(first_tokens, text_start)]
+
+
+_PM_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def bow_symbol(tokenizer) -> str:
+    """The space marker of the tokenizer's vocabulary: ``"Ġ"`` (byte-level BPE) or ``"▁"`` (SentencePiece)."""
+    ids = tokenizer(" a", add_special_tokens=False)["input_ids"]
+    first = (tokenizer.convert_ids_to_tokens(ids[:1]) or [""])[0] or ""
+    for sym in ("\u0120", "\u2581"):
+        if first.startswith(sym):
+            return sym
+    vocab = tokenizer.get_vocab()
+    for sym in ("\u0120", "\u2581"):
+        if any(w.startswith(sym) for w in vocab):
+            return sym
+    raise InputError("the tokenizer marks no word starts (no token begins with Ġ or ▁): "
+                     "Pimentel & Meister's correction needs a space-marked vocabulary")
+
+
+def pm_boundary(tokenizer, vocab_size: int | None = None) -> tuple[WordEnd, WordBegin]:
+    """Pimentel & Meister's word boundary exactly as wordsprobability 0.17 computes it (cached per tokenizer).
+
+    * a word begins at a token whose vocabulary string starts with the space marker (``Ġ``/``▁``);
+    * ``E`` (end of word) and row 0 of ``S``: the mass of those tokens plus EOS (``tokenizer.eos_token_id``);
+    * row 1 of ``S`` (first word of a text): "mid-word" + punctuation-initial + EOS tokens, where mid-word =
+      1 - space-marked - punctuation-initial - (ids >= ``tokenizer.vocab_size``), EOS never counted as
+      punctuation -- so EOS weighs 2 when it is inside ``tokenizer.vocab_size`` (as in wordsprobability).
+
+    ``vocab_size``: the model's logits size (default ``len(tokenizer)``).
+    """
+    import string
+
+    n = vocab_size or len(tokenizer)
+    try:
+        cached = _PM_CACHE.get(tokenizer, {}).get(n)
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return cached
+    sym = bow_symbol(tokenizer)
+    vocab = tokenizer.get_vocab()
+    bow = torch.zeros(n)
+    punct = torch.zeros(n)
+    for word, idx in vocab.items():
+        if 0 <= idx < n and word:
+            if word[0] == sym:
+                bow[idx] = 1
+            if word[0] in string.punctuation:
+                punct[idx] = 1
+    eos = torch.zeros(n)
+    eos_id = tokenizer.eos_token_id
+    if eos_id is not None and 0 <= eos_id < n:
+        punct[eos_id] = 0
+        eos[eos_id] = 1
+    useless = torch.zeros(n)
+    useless[min(n, tokenizer.vocab_size):] = 1
+    mid = 1 - bow - punct - useless
+    weights = torch.stack([bow + eos, mid + punct + eos])
+    cached = (WordEnd((bow + eos)[None] > 0, torch.zeros(n, dtype=torch.long)), WordBegin(weights, bow > 0))
+    try:
+        _PM_CACHE.setdefault(tokenizer, {})[n] = cached
+    except TypeError:
+        pass
+    return cached
+
+
+def wordrule_begin(tokenizer, vocab_size: int | None = None, rule: WordRule = DEFAULT_WORD_RULE) -> WordBegin:
+    """``S`` under the sampler's word rule: row 0 the tokens that open a word after a context (one space,
+    then a letter or digit), row 1 the tokens that open one at the start of a text (a letter or digit)."""
+    from .data.words import _is_word_char
+
+    n = vocab_size or len(tokenizer)
+    m = min(n, len(tokenizer))
+    texts = _token_texts(tokenizer, m)
+    special = set(tokenizer.all_special_ids)
+    w = torch.zeros(2, n)
+    for i, t in enumerate(texts):
+        if i in special:
+            continue
+        if len(t) > 1 and t[0] == " " and _is_word_char(t[1]):
+            w[0, i] = 1
+        if t[:1] and _is_word_char(t[0]):
+            w[1, i] = 1
+    is_bow = torch.zeros(n, dtype=torch.bool)
+    is_bow[:m] = torch.tensor([t[:1].isspace() for t in texts], dtype=torch.bool)
+    return WordBegin(w, is_bow)
+
+
 # --------------------------------------------------------------------------- model helpers
 
 
@@ -289,9 +434,16 @@ def _logits_at(model, input_ids, keep, params, **kw) -> torch.Tensor:
     return logits[keep]
 
 
-def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, word_end, like):
-    """Sum per word: log-probs of its tokens (+ the end-of-word term; ``q_tok`` of a word's last query is its last token)."""
+def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, word_end, like, begin=None, begin_cls=None):
+    """Sum per word: log-probs of its tokens (+ the end-of-word term; ``q_tok`` of a word's last query is its last token),
+    minus the word-begin term at the word's first query row when ``begin`` is given (``pm``)."""
     out = torch.zeros(n_words, dtype=torch.float32, device=like.device)
+    if begin is not None and n_words:
+        first: dict = {}
+        for r, w in zip(q_row, q_word):
+            first.setdefault(w, r)
+        rows = torch.tensor([first[k] for k in range(n_words)], device=like.device)
+        out = out - begin.term(logp_rows[rows], begin_cls)
     if q_row:
         rows = torch.tensor(q_row, device=like.device)
         toks = torch.tensor(q_tok, device=like.device)
@@ -318,7 +470,7 @@ def _inputs_of(word: list[int], eow: bool) -> list[int]:
     return list(word) if eow else list(word[:-1])
 
 
-def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size):
+def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size, begin=None, begin_cls=None):
     dtype, device = _model_dtype_device(model)
     params = _forward_params(model)
     pairs = [(i, j) for i, ws in enumerate(word_ids) for j in range(len(ws))]
@@ -353,7 +505,8 @@ def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size):
                 eow_rows.append(r + len(w))
                 eow_word.append(b)
             r += int(keep[b].sum())
-        vals = _gather(logp, q_row, q_tok, q_word, len(chunk), eow_rows, eow_word, start_mask, logp)
+        vals = _gather(logp, q_row, q_tok, q_word, len(chunk), eow_rows, eow_word, start_mask, logp, begin,
+                       [begin_cls[i][j] for i, j in chunk] if begin is not None else None)
         for b, p in enumerate(chunk):
             results[flat_index[p]] = vals[b]
     return _split(results, word_ids)
@@ -363,7 +516,7 @@ def _cache_kwarg(params: set) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _score_context(model, context_ids, word_ids, eow, start_mask):
+def _score_context(model, context_ids, word_ids, eow, start_mask, begin=None, begin_cls=None):
     from transformers import DynamicCache
 
     dtype, device = _model_dtype_device(model)
@@ -385,6 +538,9 @@ def _score_context(model, context_ids, word_ids, eow, start_mask):
         branches = [(j, b) for j, b in branches if b]
         values = [first_lp[w[0]] for w in words]
         values = [v.clone() for v in values]
+        if begin is not None:
+            b_term = begin.term(first_lp[None].expand(len(words), -1), begin_cls[len(out)])
+            values = [v - b_term[j] for j, v in enumerate(values)]
         if branches:
             m = max(len(b) for _, b in branches)
             nb = len(branches)
@@ -442,7 +598,8 @@ def _build_forest(context_ids, word_ids, eow, merge_contexts):
     return tok, parent, depth, tree, queries
 
 
-def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, max_row_tokens):
+def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, max_row_tokens, begin=None,
+                begin_cls=None):
     dtype, device = _model_dtype_device(model)
     params = _forward_params(model)
     tok, parent, depth, tree, queries = _build_forest(context_ids, word_ids, eow, merge_contexts)
@@ -498,7 +655,8 @@ def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, m
         if e is not None:
             eow_rows.append(qrow[e])
             eow_word.append(k)
-    vals = _gather(logp, q_row, q_tok, q_word, len(queries), eow_rows, eow_word, start_mask, logp)
+    vals = _gather(logp, q_row, q_tok, q_word, len(queries), eow_rows, eow_word, start_mask, logp, begin,
+                   [c for per in begin_cls for c in per] if begin is not None else None)
     return _split(list(vals.unbind(0)) if len(queries) else [], word_ids)
 
 
@@ -516,17 +674,18 @@ def _split(values: list, word_ids) -> list[torch.Tensor]:
 
 
 def _check_args(definition, strategy, word_start_mask_):
-    if definition not in DEFINITIONS:
-        raise InputError(f"`definition`={definition!r}: expected one of {', '.join(DEFINITIONS)}")
+    if definition not in WORD_DEFINITIONS:
+        raise InputError(f"`definition`={definition!r}: expected one of {', '.join(WORD_DEFINITIONS)}")
     if strategy not in STRATEGIES:
         raise InputError(f"`strategy`={strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    if definition == "eow" and word_start_mask_ is None:
-        raise InputError("`definition`='eow' needs `word_start_mask` (see scoring.word_end_masks)")
+    if definition in ("eow", "pm") and word_start_mask_ is None:
+        raise InputError(f"`definition`={definition!r} needs `word_start_mask` (see scoring.word_end_masks)")
 
 
 def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[list[int]]], *,
                     definition: str = "paper", word_start_mask=None, strategy: str = "tree",
-                    batch_size: int | None = None, max_row_tokens: int | None = None) -> list[torch.Tensor]:
+                    batch_size: int | None = None, max_row_tokens: int | None = None, word_begin=None,
+                    text_start=None) -> list[torch.Tensor]:
     """Log q(w|c) for pre-tokenised contexts and words (the low-level engine).
 
     Args:
@@ -534,13 +693,15 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
         context_ids: one token-id list per context (BOS/prompt included by the caller).
         word_ids: per context, a list of words, each a non-empty token-id list (a "word" may
             be any completion, e.g. chat-formatted answer tokens ending with end-of-turn).
-        definition: ``"paper"`` or ``"eow"`` (module docstring).
-        word_start_mask: the end-of-word tokens, required for ``"eow"``: a :class:`WordEnd` from
-            :func:`word_end_masks` (the sampler's word rule), or one boolean ``(V,)`` mask for all words.
+        definition: ``"paper"``, ``"eow"`` or ``"pm"`` (module docstring).
+        word_start_mask: the end-of-word tokens, required for ``"eow"`` and ``"pm"``: a :class:`WordEnd` from
+            :func:`word_end_masks` (the sampler's word rule) or :func:`pm_boundary`, or one boolean ``(V,)`` mask.
         strategy: one of :data:`STRATEGIES`; ``tree``/``passage`` fall back to ``context`` when
             the model's attention refuses 4D masks.
         batch_size: pairs per forward for ``pair`` (default 16); unused otherwise.
         max_row_tokens: packing budget of one tree row (default 2048 tokens).
+        word_begin: ``"pm"`` only: the :class:`WordBegin` whose mass after the context is divided out.
+        text_start: ``"pm"`` only: per context, True when it is empty (its word is the first of a text).
 
     Returns:
         One 1-D float32 tensor per context, natural-log q(w|c) in the order of ``word_ids[i]``;
@@ -555,19 +716,27 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
         for w in words:
             if not w:
                 raise InputError(f"context {i}: a word has no tokens")
-    eow = definition == "eow"
+    eow = definition in ("eow", "pm")
     if eow:
         word_start_mask = _as_word_end(word_start_mask)
+    begin = begin_cls = None
+    if definition == "pm":
+        if word_begin is None:
+            raise InputError("`definition`='pm' needs `word_begin` (see scoring.pm_boundary)")
+        begin = word_begin
+        starts = list(text_start) if text_start is not None else [False] * len(word_ids)
+        begin_cls = [begin.classes([w[0] for w in words], [s] * len(words)) for words, s in zip(word_ids, starts)]
     if not any(word_ids):
         _, device = _model_dtype_device(model)
         return [torch.zeros(0, device=device) for _ in word_ids]
     if strategy in ("tree", "passage") and not supports_tree_attention(model):
         strategy = "context"
     if strategy == "pair":
-        return _score_pair(model, context_ids, word_ids, eow, word_start_mask, batch_size)
+        return _score_pair(model, context_ids, word_ids, eow, word_start_mask, batch_size, begin, begin_cls)
     if strategy == "context":
-        return _score_context(model, context_ids, word_ids, eow, word_start_mask)
-    return _score_tree(model, context_ids, word_ids, eow, word_start_mask, strategy == "passage", max_row_tokens)
+        return _score_context(model, context_ids, word_ids, eow, word_start_mask, begin, begin_cls)
+    return _score_tree(model, context_ids, word_ids, eow, word_start_mask, strategy == "passage", max_row_tokens,
+                       begin, begin_cls)
 
 
 def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[str]], *, model=None,
@@ -613,14 +782,14 @@ def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[st
 def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *, definition: str = "paper",
                 strategy: str = "tree", max_context_tokens: int | None = None, batch_size: int | None = None,
                 prompt_ids=None, bos: str | None = "auto", progress: bool | None = None,
-                word_rule: WordRule = DEFAULT_WORD_RULE) -> list[torch.Tensor]:
+                word_rule: WordRule = DEFAULT_WORD_RULE, boundary: str = "pm") -> list[torch.Tensor]:
     """Natural-log q(w|c) of every word of every context.
 
     Args:
         model, tokenizer: a causal LM and its tokenizer.
         contexts: context strings (trailing whitespace ignored).
         words: per context, the words to score (any surface form: ``"The"`` and ``"the"`` differ).
-        definition: ``"paper"`` or ``"eow"``.
+        definition: ``"paper"``, ``"eow"`` or ``"pm"`` (:data:`WORD_DEFINITIONS`).
         strategy: ``"pair"``, ``"context"``, ``"tree"`` (default) or ``"passage"``.
         max_context_tokens: keep at most this many context tokens (cut from the left).
         batch_size: contexts per forward (``pair``: pairs per forward); default 16.
@@ -628,18 +797,29 @@ def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *
         bos: the first token of every context (:mod:`varylm_hf.conditioning`; ``"none"`` after a chat prompt).
         progress: show a progress bar (default: when there is more than one batch).
         word_rule: the word outcome whose end-of-word masks ``eow`` uses (:func:`word_end_masks`).
+        boundary: ``pm`` only: ``"pm"`` (wordsprobability's boundary, :func:`pm_boundary`; default) or
+            ``"wordrule"`` (``word_rule``'s end masks and :func:`wordrule_begin`).
 
     Returns:
         One 1-D tensor per context in the order of ``words[i]``; differentiable when grad is on.
     """
     _check_args(definition, strategy, True)
+    if boundary not in BOUNDARIES:
+        raise InputError(f"`boundary`={boundary!r}: expected one of {', '.join(BOUNDARIES)}")
     from tqdm.auto import tqdm
 
-    eow = definition == "eow"
+    eow = definition in ("eow", "pm")
     ctx_ids, w_ids = encode_batch(tokenizer, contexts, words, model=model, max_context_tokens=max_context_tokens,
                                   prompt_ids=prompt_ids, bos=bos, eow=eow)
     vocab = _unwrap(model).get_output_embeddings().weight.shape[0] if eow else None
-    start = word_end_masks(tokenizer, vocab, word_rule) if eow else None
+    begin = None
+    if definition == "pm" and boundary == "pm":
+        start, begin = pm_boundary(tokenizer, vocab)
+    elif definition == "pm":
+        start, begin = word_end_masks(tokenizer, vocab, word_rule), wordrule_begin(tokenizer, vocab, word_rule)
+    else:
+        start = word_end_masks(tokenizer, vocab, word_rule) if eow else None
+    text_start = [not c.strip() for c in contexts]
     step = batch_size or 16
     chunks = range(0, len(ctx_ids), step) if strategy != "pair" else [0]
     out: list[torch.Tensor] = []
@@ -647,7 +827,8 @@ def score_words(model, tokenizer, contexts: list[str], words: list[list[str]], *
     for s in tqdm(chunks, desc="scoring words", disable=not show):
         e = s + step if strategy != "pair" else len(ctx_ids)
         out.extend(score_token_ids(model, ctx_ids[s:e], w_ids[s:e], definition=definition, word_start_mask=start,
-                                   strategy=strategy, batch_size=batch_size))
+                                   strategy=strategy, batch_size=batch_size, word_begin=begin,
+                                   text_start=text_start[s:e]))
     return out
 
 
