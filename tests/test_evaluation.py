@@ -229,3 +229,35 @@ def test_offline_smollm2_sampled_and_exact(test_split):
     assert summary["sampled"]["failure_rate"]["mean"] < 0.5
     for r in (r for r in rows if r["mode"] == "exact"):
         assert 0.0 < r["human_mass"] <= 1.0 and 0.0 <= r["tvd"] <= 1.0
+
+
+@pytest.mark.slow  # two torchrun processes start in 30-90 s on 2 shared cores
+def test_two_process_evaluation_writes_the_rows_of_one_process(tmp_path):
+    """Issue #13 part 3: `torchrun --nproc_per_node 2 varylm eval run` shards by passage, gathers on the main
+    process and writes one run whose rows are byte-identical to one process's."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_tiny_word_tokenizer, tiny_gpt2
+
+    folder = tmp_path / "tiny"  # byte-level: every Provo word is spellable (no <unk>)
+    tok = make_tiny_word_tokenizer("bytelevel")
+    tiny_gpt2(len(tok)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    args = ["eval", "run", "--model", str(folder), "--mode", "both", "--seeds", "1", "2", "--num-samples", "4",
+            "--limit", "60", "--quiet", "--device", "cpu", "--no-figures"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    one = subprocess.run([sys.executable, "-m", "varylm_hf.cli", *args, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541"]
+    two = subprocess.run(torchrun + ["-m", "varylm_hf.cli", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    rows_one = (tmp_path / "one" / "contexts.jsonl").read_bytes()
+    assert rows_one == (tmp_path / "two" / "contexts.jsonl").read_bytes()
+    passages = {json.loads(line)["passage_id"] for line in rows_one.decode().splitlines()}
+    assert len(passages) >= 2  # both processes had work
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["timing"]["processes"] == 2 and summary["n_contexts"] == 60

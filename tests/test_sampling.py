@@ -178,3 +178,16 @@ def test_tokenizer_not_modified():
     model = make_tiny_gpt2(tok)
     sample_next_words(model, tok, ["the cat", "a"], num_samples=3)
     assert (tok.padding_side, tok.pad_token, tok.chat_template) == before
+
+
+def test_long_contexts_are_cut_from_the_left_to_fit_the_model(wordlevel_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(wordlevel_tokenizer), n_positions=24, n_embd=16, n_layer=1, n_head=2)
+    model = GPT2LMHeadModel(config).eval()
+    long = " ".join(["the cat sat on the mat and"] * 10)  # 70 words, 71 tokens with the first token
+    words = sample_next_words(model, wordlevel_tokenizer, [long], num_samples=4, max_new_tokens=8, seed=0)
+    assert len(words[0]) == 4
+    with pytest.raises(InputError, match="max-new-tokens"):
+        sample_next_words(model, wordlevel_tokenizer, [long], num_samples=2, max_new_tokens=23)

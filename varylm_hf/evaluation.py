@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from . import metrics as M
 from .conditioning import first_token_text
 from .data.normalize import NO_WORD, Normalizer, normalize_word
@@ -163,6 +165,16 @@ def _countable_forms(tokenizer, forms: list[str], lead: str, end) -> list[str]:
     return [f for f, _ in kept]
 
 
+def _passage_runs(records) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive records of one passage."""
+    runs, start = [], 0
+    for i in range(1, len(records) + 1):
+        if i == len(records) or records[i].get("passage_id") != records[start].get("passage_id"):
+            runs.append((start, i))
+            start = i
+    return runs
+
+
 def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_shot_example=None,
                      strategy: str = "passage", batch_size: int | None = None, progress: bool = False,
                      normalizer: Normalizer | None = None, bos: str | None = "auto",
@@ -186,14 +198,24 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
     end = word_end_masks(tokenizer, None, rule)
     forms = [[_countable_forms(tokenizer, surface_forms(w, rule), lead, end) for w in ws] for ws in words]
     flat = [[f for fs in per for f in fs] for per in forms]
-    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": progress, "word_rule": rule}
-    if style == "plain":
-        logps = word_logprobs(model, tokenizer, [r["context"] for r in records], flat, bos=bos, **kw)
-    else:
+    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": False, "word_rule": rule}
+    if style != "plain":
         prompts = build_prompts(tokenizer, [r["context"] for r in records], style, one_shot_example)
         prompt_ids = encode_prompts(tokenizer, prompts, chat=True)
-        # empty context: the word is tokenised without a leading space, right after the prompt
-        logps = word_logprobs(model, tokenizer, [""] * len(records), flat, prompt_ids=prompt_ids, bos="none", **kw)
+    logps: list = []
+    bar = tqdm(total=len(records), desc="exact word probabilities", unit="ctx", disable=not progress)
+    # one call per passage: batches never straddle two passages, so the numbers do not depend on which
+    # other contexts are evaluated with them (one process or a shard of several give the same floats)
+    for start, stop in _passage_runs(records):
+        if style == "plain":
+            part = word_logprobs(model, tokenizer, [r["context"] for r in records[start:stop]], flat[start:stop],
+                                 bos=bos, **kw)
+        else:  # empty context: the word is tokenised without a leading space, right after the prompt
+            part = word_logprobs(model, tokenizer, [""] * (stop - start), flat[start:stop],
+                                 prompt_ids=prompt_ids[start:stop], bos="none", **kw)
+        logps.extend(part)
+        bar.update(stop - start)
+    bar.close()
     out = []
     for ws, per, lp in zip(words, forms, logps):
         q, k = {}, 0
@@ -283,6 +305,9 @@ def evaluate_model(
     records = _check_records(records)
     if out_dir is not None:
         _check_out_dir(out_dir, overwrite)
+    shard = _Shard.current()
+    everything, records = records, shard.mine(records)
+    progress = progress and shard.is_main
     rows: list[dict] = []
     timing: dict[str, float] = {}
     if mode in ("sampled", "both"):
@@ -302,8 +327,11 @@ def evaluate_model(
                               strategy=strategy, progress=progress, bos=bos, word_rule=word_rule)
         timing["exact_s"] = time.perf_counter() - t0
         rows.extend(score_exact(r, q, seeds) for r, q in zip(records, qs))
+    rows, records = shard.gather(rows, everything, seeds), everything
     for key in [k for k in timing if k.endswith("_s")]:
         timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
+    if shard.world > 1:
+        timing["processes"] = shard.world
     from .sampling import resolve_prompt_style
 
     style = resolve_prompt_style(tokenizer, prompt)
@@ -316,9 +344,68 @@ def evaluate_model(
         **(config or {}),
     }
     summary = summarize(rows, name=name, seeds=seeds, config=cfg, timing=timing)
-    if out_dir is not None:
+    if out_dir is not None and shard.is_main:  # one output folder, written once
         write_run(out_dir, rows, summary, figures=figures, overwrite=overwrite)
+    shard.barrier()
     return (summary, rows) if return_rows else summary
+
+
+class _Shard:
+    """Which contexts this process evaluates under ``accelerate launch`` / ``torchrun`` (one process: all).
+
+    Passages are dealt round-robin over the processes (sorted passage ids), so the contexts of one
+    passage stay together for prefix sharing; every context is sampled with its own seeded generator,
+    so its rows do not depend on the process it lands on. Rows are gathered on every process and put
+    back in the one-process order (mode, seed, context), so the main process writes what one process
+    would have written.
+    """
+
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
+
+    @classmethod
+    def current(cls) -> "_Shard":
+        """The shard of this process (``WORLD_SIZE`` > 1 starts accelerate's process group)."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        import torch
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU (accelerate's default skips it)
+        return cls(state.process_index, state.num_processes)
+
+    @property
+    def is_main(self) -> bool:
+        """The process that writes outputs and shows progress bars."""
+        return self.rank == 0
+
+    def mine(self, records: list[dict]) -> list[dict]:
+        """This process's records (all of them with one process)."""
+        if self.world == 1:
+            return records
+        passages = sorted({str(r.get("passage_id")) for r in records})
+        owner = {p: i % self.world for i, p in enumerate(passages)}
+        return [r for r in records if owner[str(r.get("passage_id"))] == self.rank]
+
+    def gather(self, rows: list[dict], records: list[dict], seeds: Sequence[int]) -> list[dict]:
+        """Every process's rows, in the order one process produces them."""
+        if self.world == 1:
+            return rows
+        from accelerate.utils import gather_object
+
+        order = {r["id"]: i for i, r in enumerate(records)}
+        mode_rank = {"sampled": 0, "exact": 1}
+        gathered = gather_object([rows])  # one list per process
+        flat = [row for part in gathered for row in part]
+        seed_rank = {s: i for i, s in enumerate(seeds)}
+        return sorted(flat, key=lambda r: (mode_rank[r["mode"]], seed_rank.get(r["seed"], 0), order[r["id"]]))
+
+    def barrier(self) -> None:
+        """Wait until the main process has written the run."""
+        if self.world > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
 
 
 def _stat(values) -> dict:

@@ -128,6 +128,29 @@ def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool, bos: str | Non
     return [context_token_ids(tokenizer, text, bos=bos) for text in prompts]
 
 
+def _fit_positions(model, encoded: list[list[int]], max_new_tokens: int, keep_first: bool) -> list[list[int]]:
+    """Cut prompts from the left so that prompt + ``max_new_tokens`` fits the model's positions.
+
+    ``keep_first`` keeps the first token (a plain context's document separator/BOS), as the word
+    scorer does; a chat prompt is cut as it is (a prompt that long is a user error the model reports).
+    """
+    from .scoring import _model_max_positions
+
+    limit = _model_max_positions(model)
+    if limit is None:
+        return encoded
+    room = limit - max_new_tokens
+    if room < 2:
+        raise InputError(f"--max-new-tokens {max_new_tokens}: leaves no room for the context in the model's "
+                         f"{limit} positions")
+    out = []
+    for ids in encoded:
+        if len(ids) > room:
+            ids = ids[:1] + ids[len(ids) - room + 1:] if keep_first else ids[len(ids) - room:]
+        out.append(ids)
+    return out
+
+
 def _decode_after(tokenizer, anchors: Sequence[int], rows: Sequence[list[int]]) -> list[str]:
     """Decode each row as it reads after its anchor token (keeps SentencePiece's leading space)."""
     full = tokenizer.batch_decode([[a] + r for a, r in zip(anchors, rows)], skip_special_tokens=True)
@@ -230,7 +253,8 @@ def sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos)
+    encoded = _fit_positions(model, encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos),
+                             max_new_tokens, keep_first=style == "plain")
     eos = _eos_ids(model, tokenizer)
     spec = _Decoding(
         tokenizer=tokenizer, num_samples=num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -388,7 +412,8 @@ def naive_sample_next_words(
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
     style = resolve_prompt_style(tokenizer, prompt)
     prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos)
+    encoded = _fit_positions(model, encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos),
+                             max_new_tokens, keep_first=style == "plain")
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     device = next(model.parameters()).device
