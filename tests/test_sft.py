@@ -298,3 +298,10 @@ def test_gguf_model_can_be_trained_with_lora(tmp_path):
     args = TrainingArguments(str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none")
     sft.VarSFTTrainer(model=get_peft_model(model, sft.lora_config(model)), args=args,
                       train_dataset=sft.build_var_dataset(RECORDS[1:], tok))  # Trainer accepts it
+
+
+def test_corpus_and_majority_targets_are_normalised_like_the_answers():
+    rec = {"id": "r", "context": "I bought an", "corpus_word": "Apple.", "majority": "apple",
+           "answers": [{"word": "apple", "count": 3}, {"word": "orange", "count": 1}], "num_answers": 4}
+    assert sft.label_counts(rec, "corpus") == [("apple", 1)]
+    assert sft.label_counts(rec, "majority") == [("apple", 1)]

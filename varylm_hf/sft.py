@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.labels import label_distribution
 from .errors import InputError
 from .secrets import detach_hub_token
 from .prompts import chat_messages, instruction_prompt, one_shot_example
@@ -75,14 +76,12 @@ def label_counts(record: Mapping, label_mode: str = "all") -> list[tuple[str, in
     """The (completion word, number of augmented rows) pairs of one cloze record.
 
     ``all``: every human answer with its count; ``majority``: the majority answer once;
-    ``corpus``: the original corpus word once.
+    ``corpus``: the original corpus word once, normalised as the human answers are (``"Apple"`` -> ``"apple"``).
     """
     if label_mode == "all":
         pairs = [(a["word"], int(a["count"])) for a in record["answers"] if int(a["count"]) > 0]
-    elif label_mode == "majority":
-        pairs = [(record["majority"], 1)]
-    elif label_mode == "corpus":
-        pairs = [(record["corpus_word"], 1)]
+    elif label_mode in ("majority", "corpus"):  # normalised like the human answers (label_distribution)
+        pairs = [(label_distribution(dict(record), label_mode)[0][0], 1)]
     else:
         raise InputError(f"label_mode={label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
     if not pairs or any(not w for w, _ in pairs):
