@@ -3,7 +3,7 @@
 
     python scripts/export_results.py runs/repro-pretrained docs/results/smollm2-pretrained
 
-Copies table.md (and ablation.md, qa.md), config.json, every cell's result.json (as cells.json)
+Copies table.md (and ablation.md, qa.md, curves.md), config.json, every cell's result.json (as cells.json)
 and the comparison figures of each seed; leaves out checkpoints, adapters and per-context rows.
 """
 
@@ -18,7 +18,7 @@ def main(src: str, dst: str) -> None:
     if not (src_p / "config.json").is_file():
         raise SystemExit(f"{src}: not a varylm reproduce folder (no config.json)")
     dst_p.mkdir(parents=True, exist_ok=True)
-    for name in ("table.md", "ablation.md", "qa.md", "config.json"):
+    for name in ("table.md", "ablation.md", "qa.md", "curves.md", "config.json"):
         if (src_p / name).is_file():
             shutil.copy2(src_p / name, dst_p / name)
     cells = [json.loads(p.read_text()) for p in sorted(src_p.glob("cells/*/result.json"))]
