@@ -24,7 +24,8 @@ demo: venv
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(VENV)/bin/varylm demo $(DEMO_ARGS)
 
 test: venv
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check .
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests varylm_hf
 
 test-slow: venv
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -m slow $(PYTEST_ARGS)

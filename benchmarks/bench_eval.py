@@ -61,8 +61,13 @@ def main(argv=None) -> None:
 
     from varylm_hf.data import load_provo, split_records
     from varylm_hf.evaluation import exact_word_probs
-    from varylm_hf.sampling import build_prompts, encode_prompts, naive_sample_next_words, resolve_prompt_style
-    from varylm_hf.sampling import sample_next_words
+    from varylm_hf.sampling import (
+        build_prompts,
+        encode_prompts,
+        naive_sample_next_words,
+        resolve_prompt_style,
+        sample_next_words,
+    )
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     test = split_records(load_provo(), "paper")["test"]

@@ -86,10 +86,10 @@ def main(argv=None) -> int:
         rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
     peers = {}
     try:
+        import copy
+
         from minicons import scorer
         from transformers import AutoTokenizer  # noqa: F401
-
-        import copy
 
         mtok = copy.deepcopy(tok)  # minicons sets a pad token on the tokenizer it is given
         lm = scorer.IncrementalLMScorer(model, "cpu", tokenizer=mtok)

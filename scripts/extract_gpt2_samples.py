@@ -7,6 +7,7 @@ import glob
 import gzip
 import json
 import sys
+
 TEST = [6, 13, 14, 20, 27, 32, 33, 42, 44, 50, 53]
 rows = []
 for f in sorted(glob.glob((sys.argv[1] if len(sys.argv) > 1 else '../shared/data/provo/evgeniael_predict_next_word') + '/*.json')):

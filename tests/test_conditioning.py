@@ -6,11 +6,12 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from conftest import make_tiny_chat_tokenizer
 from varylm_hf.conditioning import first_token_id, first_token_text
 from varylm_hf.errors import InputError
-from varylm_hf.scoring import context_token_ids
 from varylm_hf.sampling import encode_prompts
+from varylm_hf.scoring import context_token_ids
+
+from conftest import make_tiny_chat_tokenizer
 
 CORPUS = ["The cat sat on the mat and there are dogs.", "There are now rumblings that Apple might invade."] * 3
 

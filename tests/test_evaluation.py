@@ -5,12 +5,13 @@ import statistics
 
 import pytest
 
-from conftest import make_wordlevel_gpt2
-from test_sampling import exact_first_word_probs
 from varylm_hf import evaluation as E
 from varylm_hf import metrics as M
 from varylm_hf.cli import main
 from varylm_hf.errors import InputError
+
+from conftest import make_wordlevel_gpt2
+from test_sampling import exact_first_word_probs
 
 
 def _record(i, context, answers):

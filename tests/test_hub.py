@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -85,10 +84,11 @@ RECORDS = [
 def artifacts(tmp_path_factory):
     """Local folders as the toolkit writes them: model, adapter, dataset, toy metric."""
     import torch
-    from conftest import make_tiny_chat_tokenizer, make_tiny_llama
     from peft import LoraConfig, get_peft_model
 
     from varylm_hf.data.hub_folder import build_dataset_folder
+
+    from conftest import make_tiny_chat_tokenizer, make_tiny_llama
 
     root = tmp_path_factory.mktemp("artifacts")
     tok = make_tiny_chat_tokenizer()

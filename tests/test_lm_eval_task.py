@@ -36,8 +36,9 @@ def setup(tmp_path_factory):
     from lm_eval.models.huggingface import HFLM
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from conftest import make_tiny_word_tokenizer
     from varylm_hf.cli import main
+
+    from conftest import make_tiny_word_tokenizer
 
     root = tmp_path_factory.mktemp("lm_eval")
     assert main(["data", "build", "--out", str(root / "provo_cloze")]) in (0, None)

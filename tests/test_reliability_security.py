@@ -340,10 +340,10 @@ def test_failed_first_push_says_the_repo_was_created_empty(hub, model_dir, capsy
 
 # ------------------------------------------------------------------------------- loading
 def test_safetensors_header_check():
+    import tempfile
+
     from varylm_hf._io import check_safetensors
     from varylm_hf.errors import InputError
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         good = Path(d) / "a.safetensors"

@@ -84,9 +84,9 @@ def _rec(pid, pos, context, answers):
 
 def test_real_cells_on_a_tiny_model_resume(tmp_path, wordlevel_tokenizer):
     """ModelRunner trains and evaluates a tiny GPT-2; a second run skips every finished cell."""
-    from conftest import make_wordlevel_gpt2
-
     from varylm_hf.reproduce import ModelRunner
+
+    from conftest import make_wordlevel_gpt2
 
     folder = tmp_path / "tiny"
     make_wordlevel_gpt2(wordlevel_tokenizer).save_pretrained(folder)

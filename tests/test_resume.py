@@ -142,8 +142,8 @@ def test_kill9_then_resume_last_matches_uninterrupted_run(tiny_model_dir, tmp_pa
     assert resumed_history == step_history(full / f"checkpoint-{MAX_STEPS}")
 
     # identical final weights: every tensor, and the file byte for byte
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys()

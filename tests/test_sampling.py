@@ -5,15 +5,10 @@ from collections import Counter
 import pytest
 import torch
 
-from conftest import WORDLEVEL_SUFFIXES as TINY_SUFFIXES
-from conftest import WORDLEVEL_WORDS as TINY_WORDS
-from conftest import make_wordlevel_gpt2 as make_tiny_gpt2
-from conftest import make_wordlevel_tokenizer as make_wordlevel_tokenizer
 from varylm_hf import metrics as M
 from varylm_hf.data.normalize import NO_WORD
 from varylm_hf.errors import InputError
 from varylm_hf.prompts import instruction_prompt, one_shot_prompt
-from varylm_hf.scoring import context_token_ids
 from varylm_hf.sampling import (
     build_prompts,
     naive_sample_next_words,
@@ -21,6 +16,12 @@ from varylm_hf.sampling import (
     sample_next_words,
     word_from_continuation,
 )
+from varylm_hf.scoring import context_token_ids
+
+from conftest import WORDLEVEL_SUFFIXES as TINY_SUFFIXES
+from conftest import WORDLEVEL_WORDS as TINY_WORDS
+from conftest import make_wordlevel_gpt2 as make_tiny_gpt2
+from conftest import make_wordlevel_tokenizer as make_wordlevel_tokenizer
 
 CONTEXTS = ["the cat", "a dog ran and", "The", "the cat sat on the mat and the dog"]
 

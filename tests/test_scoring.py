@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from conftest import make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
 from varylm_hf import scoring
 from varylm_hf.data.words import WordRule
 from varylm_hf.errors import InputError
@@ -16,12 +15,14 @@ from varylm_hf.scoring import (
     STRATEGIES,
     score_token_ids,
     score_words,
+    word_end_masks,
     word_logprobs,
     word_loss,
-    word_end_masks,
     word_start_mask,
     word_token_ids,
 )
+
+from conftest import make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
 
 CONTEXTS = [
     "There are now",

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from varylm_hf import sft
 from varylm_hf.errors import InputError
 from varylm_hf.prompts import instruction_prompt, one_shot_prompt
-from varylm_hf import sft
 
 RECORDS = [
     {

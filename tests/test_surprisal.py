@@ -8,10 +8,11 @@ import string
 import pytest
 import torch
 
-from conftest import TINY_CORPUS, make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
 from varylm_hf import scoring
 from varylm_hf.scoring import STRATEGIES, pm_boundary, score_token_ids, score_words, word_logprobs
 from varylm_hf.surprisal import TEXT_COLUMNS, text_surprisals
+
+from conftest import TINY_CORPUS, make_tiny_word_tokenizer, tiny_gpt2, tiny_word_llama
 
 LN2 = math.log(2)
 TEXTS = [TINY_CORPUS[0], TINY_CORPUS[1], "Doesn't it rain there?  These birds fly north.", "", TINY_CORPUS[3]]
@@ -178,7 +179,7 @@ def test_agrees_with_wordsprobability(gpt2_tok):
     corr = max(abs(a / LN2 - r["surprisal_bits"]) for a, r in zip(theirs["surprisal"], ours))  # theirs: nats
     buggy = max(abs(a / LN2 - r["surprisal_paper_bits"]) for a, r in zip(theirs["surprisal_buggy"], ours))
     assert corr < 1e-4 and buggy < 1e-4
-    assert [w for w in theirs["word"]] == [r["word"] for r in ours]  # ASCII text: the same words
+    assert list(theirs["word"]) == [r["word"] for r in ours]  # ASCII text: the same words
 
 
 PAIRS_CTX = ["There are now", "There are now rumblings", "The cat sat on", "With schools still closed,"]

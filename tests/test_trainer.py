@@ -8,7 +8,6 @@ import shutil
 import pytest
 import torch
 
-from conftest import make_tiny_word_tokenizer, tiny_gpt2
 from varylm_hf.errors import InputError
 from varylm_hf.scoring import score_words, word_loss
 from varylm_hf.trainer import (
@@ -19,6 +18,8 @@ from varylm_hf.trainer import (
     save_var_run,
     train_var,
 )
+
+from conftest import make_tiny_word_tokenizer, tiny_gpt2
 
 _TEXTS = {
     1: "There are now rumblings that Apple might soon invade the smart watch space",

@@ -37,10 +37,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import metrics as M
+from ._io import atomic_folder, check_replaceable
 from .conditioning import first_token_text
 from .data.normalize import NO_WORD, Normalizer, normalize_word
 from .data.words import DEFAULT_WORD_RULE, WordRule, describe_word_rule
-from ._io import atomic_folder, check_replaceable
 from .errors import InputError
 
 __all__ = [

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .data.labels import label_distribution
 from .errors import InputError
-from .secrets import detach_hub_token
 from .prompts import chat_messages, instruction_prompt, one_shot_example
+from .secrets import detach_hub_token
 
 __all__ = [
     "LABEL_MODES",

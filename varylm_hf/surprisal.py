@@ -39,8 +39,16 @@ from .conditioning import first_token_id
 from .data.words import DEFAULT_WORD_RULE, WordRule
 from .errors import InputError
 from .scoring import (
-    BOUNDARIES, WordBegin, WordEnd, _forward_params, _model_dtype_device, _model_max_positions, _unwrap, pm_boundary,
-    word_end_masks, wordrule_begin,
+    BOUNDARIES,
+    WordBegin,
+    WordEnd,
+    _forward_params,
+    _model_dtype_device,
+    _model_max_positions,
+    _unwrap,
+    pm_boundary,
+    word_end_masks,
+    wordrule_begin,
 )
 
 __all__ = ["TEXT_COLUMNS", "text_surprisals", "read_texts", "boundary_terms"]

@@ -17,8 +17,6 @@ stock :class:`transformers.Trainer`.
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +25,13 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from .collator import VarCollator
-from .data import LABEL_MODES
-from .errors import InputError, VarylmError
 from .conditioning import first_token_text
+from .data import LABEL_MODES
 from .data.words import describe_word_rule
+from .errors import InputError, VarylmError
+from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
 from .secrets import detach_hub_token
 from .sft import unmark_gguf_quantization
-from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
 
 __all__ = [
     "VarTrainingArguments",

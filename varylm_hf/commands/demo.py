@@ -8,9 +8,9 @@ of ``reproduce`` scales it up (``--limit-eval 0 --limit-train 0 --seeds 42 123 4
 
 from __future__ import annotations
 
+from ..reproduce import ReproduceConfig
 from . import check_out_writable
 from .reproduce import add_grid_arguments, config_from_args, run_and_report
-from ..reproduce import ReproduceConfig
 
 DEMO = ReproduceConfig(
     model="smollm2-gguf",

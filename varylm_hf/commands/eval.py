@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from . import check_out_writable
+from . import check_out_writable, non_negative_int, positive_float, positive_int, top_p
 from . import limit as limit_type
-from . import non_negative_int, positive_float, positive_int, top_p
 from . import seed as seed_type
 
 

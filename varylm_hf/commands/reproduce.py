@@ -6,9 +6,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..reproduce import CONDITIONS, EVAL_MODES, ReproduceConfig
-from . import check_out_writable
+from . import check_out_writable, positive_float, positive_int
 from . import limit as limit_type
-from . import positive_float, positive_int
 from . import seed as seed_type
 
 
