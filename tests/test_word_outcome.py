@@ -90,3 +90,28 @@ def test_a_spelling_inside_another_forms_end_mass_is_not_summed_twice():
     end = word_end_masks(tok)
     assert bool(end.masks[0, 3])  # "n't" after "ca" leaves the word "ca"
     assert _countable_forms(tok, ["ca", "Ca", "can't", "Can't"], " ", end) == ["ca"]
+
+
+@pytest.mark.parametrize("text, ended, split, keep", [
+    (" can't stop", False, "ca", "can't"),
+    (" don't", True, "do", "don't"),
+    (" it's", True, "it", "it's"),
+    (" can'", False, None, None),          # n't or not: undecided
+    (" well-known fact", False, "well-known", "well-known"),
+    (" well- known", False, "well", "well"),
+    (" well-", False, None, None),         # a hyphen at the end: the next character decides
+    (" well-", True, "well", "well"),
+    (" 3.5 kg", False, "3", "3"),
+    (" U.S.", True, "u", "u"),
+    ("\u2014and", True, NO_WORD, NO_WORD),  # punctuation first
+    ("  mat ", True, NO_WORD, NO_WORD),     # two spaces
+    (" caf\ufffd", False, None, None),      # a partial UTF-8 byte continues the word
+])
+def test_word_rule_cases(text, ended, split, keep):
+    assert WordRule().first_word(text, ended=ended) == split
+    assert WordRule(contractions="keep").first_word(text, ended=ended) == keep
+
+
+def test_word_rule_rejects_unknown_contraction_mode():
+    with pytest.raises(ValueError, match="contractions"):
+        WordRule(contractions="merge")

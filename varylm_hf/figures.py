@@ -102,6 +102,19 @@ def _fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | N
     return slope, my - slope * mx
 
 
+def _scatter_with_fits(ax, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], size: int,
+                       alpha: float) -> None:
+    """One colour per series: its points, its least-squares line, and the zero line."""
+    for k, (label, (x, y)) in enumerate(series.items()):
+        color = f"C{k}"
+        ax.scatter(x, y, s=size, alpha=alpha, color=color, label=label)
+        fit = _fit_line(x, y)
+        if fit:
+            xs = [min(x), max(x)]
+            ax.plot(xs, [fit[0] * v + fit[1] for v in xs], color=color, linewidth=2)
+    ax.axhline(0, color="0.3", linestyle="--", linewidth=1)
+
+
 def tvd_change_scatter(oracle: Sequence[float], deltas: Mapping[str, Sequence[float]], path,
                        baseline: str = "baseline", title: str = "") -> Path:
     """Per-context change in TVD (run minus ``baseline``) against the oracle TVD, with a fitted line (Fig. 4).
@@ -110,16 +123,9 @@ def tvd_change_scatter(oracle: Sequence[float], deltas: Mapping[str, Sequence[fl
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, (name, d) in enumerate(deltas.items()):
-        color = f"C{k}"
-        better = sum(1 for v in d if v < 0) / len(d) if d else 0.0
-        ax.scatter(oracle, d, s=10, alpha=0.45, color=color,
-                   label=f"{name} - {baseline} (mean {statistics.fmean(d):+.3f}, {better:.0%} improved)")
-        fit = _fit_line(oracle, d)
-        if fit:
-            xs = [min(oracle), max(oracle)]
-            ax.plot(xs, [fit[0] * x + fit[1] for x in xs], color=color, linewidth=2)
-    ax.axhline(0, color="0.3", linestyle="--", linewidth=1)
+    labels = {name: f"{name} - {baseline} (mean {statistics.fmean(d):+.3f}, "
+                    f"{sum(1 for v in d if v < 0) / len(d) if d else 0.0:.0%} improved)" for name, d in deltas.items()}
+    _scatter_with_fits(ax, {labels[name]: (oracle, d) for name, d in deltas.items()}, size=10, alpha=0.45)
     ax.set_xlabel("oracle TVD (human vs human; higher = more open-ended context)")
     ax.set_ylabel("change in TVD (negative = closer to humans)")
     ax.set_title(title or "Change in TVD against context open-endedness")
@@ -165,14 +171,8 @@ def sampling_bias_scatter(series: Mapping[str, tuple[Sequence[float], Sequence[f
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, (name, (ent, bias)) in enumerate(series.items()):
-        color = f"C{k}"
-        ax.scatter(ent, bias, s=9, alpha=0.4, color=color, label=f"{name} (mean bias {statistics.fmean(bias):+.3f})")
-        fit = _fit_line(ent, bias)
-        if fit:
-            xs = [min(ent), max(ent)]
-            ax.plot(xs, [fit[0] * x + fit[1] for x in xs], color=color, linewidth=2)
-    ax.axhline(0, color="0.3", linestyle="--", linewidth=1)
+    _scatter_with_fits(ax, {f"{name} (mean bias {statistics.fmean(bias):+.3f})": (ent, bias)
+                            for name, (ent, bias) in series.items()}, size=9, alpha=0.4)
     ax.set_xlabel("entropy of the sampled next-word distribution (bits)")
     ax.set_ylabel("sampled TVD - exact TVD")
     ax.set_title(title or "Bias of the sampled TVD estimator against model spread")

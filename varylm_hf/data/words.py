@@ -117,24 +117,16 @@ class WordRule:
             if _is_word_char(ch):
                 i += 1
                 continue
-            nxt = body[i + 1] if i + 1 < n else None
-            if ch == _HYPHEN and self.inner_hyphens:
-                if nxt is None:
-                    return body[:i] if ended else None
-                if _is_word_char(nxt):
-                    i += 1
-                    continue
-                return body[:i]
-            if ch in _APOSTROPHES:
-                if self.contractions == "keep":
-                    if nxt is None:
-                        return body[:i] if ended else None
-                    if _is_word_char(nxt):
-                        i += 1
-                        continue
-                    return body[:i]
+            if ch in _APOSTROPHES and self.contractions == "split":
                 return self._split_contraction(body, i, ended)
-            return body[:i]
+            joins = (ch == _HYPHEN and self.inner_hyphens) or (ch in _APOSTROPHES and self.contractions == "keep")
+            if not joins:
+                return body[:i]
+            if i + 1 == n:  # a joiner at the end: what comes next decides
+                return body[:i] if ended else None
+            if not _is_word_char(body[i + 1]):
+                return body[:i]
+            i += 1
         return body if ended else None
 
     def _split_contraction(self, body: str, i: int, ended: bool) -> str | None:
