@@ -79,3 +79,18 @@ def test_no_separator_falls_back_to_a_non_chat_bos():
     assert first_token_text(tok) == "<doc>"
     bare = PreTrainedTokenizerFast(tokenizer_object=_bpe(["<pad>"]), pad_token="<pad>")
     assert first_token_id(bare) is None and first_token_text(bare) == "(none)"
+
+
+def test_top_level_exports_are_lazy_and_resolve():
+    import subprocess
+    import sys
+
+    code = ("import sys, varylm_hf; assert 'torch' not in sys.modules; "
+            "from varylm_hf import VarTrainer, evaluate_model, WordRule, first_token_id; "
+            "from varylm_hf.trainer import VarTrainer as T; assert VarTrainer is T; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
+    import varylm_hf
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        varylm_hf.Nope  # noqa: B018
