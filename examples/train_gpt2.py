@@ -52,7 +52,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
 
 from transformers import HfArgumentParser  # noqa: E402
 
-from varylm_hf.data import load_provo, split_records  # noqa: E402
+from varylm_hf.data import load_cloze_dataset, load_provo, split_records  # noqa: E402
 from varylm_hf.errors import InputError, VarylmError  # noqa: E402
 from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer  # noqa: E402
 from varylm_hf.trainer import VarTrainingArguments, save_var_run, train_var  # noqa: E402
@@ -65,7 +65,10 @@ class ScriptArguments:
     model_name_or_path: str = field(default="gpt2", metadata={
         "help": f"Hub id, local folder, .gguf file, or '{OFFLINE_MODEL}' (offline SmolLM2-135M)."})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --model_name_or_path."})
-    split: str = field(default="paper", metadata={"help": "Passage split of the Provo norms."})
+    dataset: str | None = field(default=None, metadata={
+        "help": "A cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
+                "varylm/provo_cloze (its train/validation splits). Default: the Provo norms shipped in varylm-hf."})
+    split: str = field(default="paper", metadata={"help": "Passage split of the packaged Provo norms (without --dataset)."})
     max_train_contexts: int | None = field(default=None, metadata={
         "help": "Use only the first N training contexts (0 or unset: all of them; negative: an error)."})
     max_eval_contexts: int | None = field(default=None, metadata={
@@ -302,7 +305,7 @@ def main(script: ScriptArguments, args: VarTrainingArguments, command: str | Non
     tokenizer + run config + card. A run that fails before writing anything leaves no folder behind."""
     created = check_arguments(script, args)
     try:
-        splits = split_records(load_provo(), script.split)
+        splits = load_cloze_dataset(script.dataset) if script.dataset else split_records(load_provo(), script.split)
         train, evals = splits["train"], splits["validation"]
         if script.max_train_contexts:
             train = train[: script.max_train_contexts]

@@ -72,7 +72,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=RECIPES, default="sft",
                    help="sft: TRL SFTTrainer on augmented rows; var: same objective, one row per context")
     p.add_argument("--label_mode", choices=LABEL_MODES, default="all", help="all human answers, majority, or corpus word")
-    p.add_argument("--split", default="paper", help="passage split of the Provo data (default: the paper's)")
+    p.add_argument("--dataset", default=None, help="a cloze dataset in the Hub layout: a folder of `varylm data build` "
+                   "or a Hub id (default: the Provo norms shipped in varylm-hf)")
+    p.add_argument("--split", default="paper", help="passage split of the packaged Provo data (default: the paper's)")
     p.add_argument("--limit_contexts", type=int, default=None,
                    help="train on N random training contexts (quick runs); 0 or unset: all; negative: an error")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
@@ -263,12 +265,12 @@ def _train(args: argparse.Namespace) -> int:
     import torch
     from transformers import set_seed
 
-    from varylm_hf.data import load_provo, split_records
+    from varylm_hf.data import load_cloze_dataset, load_provo, split_records
     from varylm_hf.modeling import OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
     from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
 
     set_seed(args.seed)
-    splits = split_records(load_provo(), args.split)
+    splits = load_cloze_dataset(args.dataset) if args.dataset else split_records(load_provo(), args.split)
     train = _subset(splits["train"], args.limit_contexts, args.seed)
     evals = _subset(splits["validation"], args.limit_contexts, args.seed) if args.eval else None
 

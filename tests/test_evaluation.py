@@ -262,3 +262,20 @@ def test_two_process_evaluation_writes_the_rows_of_one_process(tmp_path):
     assert len(passages) >= 2  # both processes had work
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["timing"]["processes"] == 2 and summary["n_contexts"] == 60
+
+
+def test_dataset_folder_is_an_input_of_eval_run(model, wordlevel_tokenizer, tmp_path, capsys):
+    """`--dataset DIR` (a `varylm data build` folder) feeds `varylm eval run`; a bad id is one line, exit 2."""
+    folder = tmp_path / "tiny"
+    model.save_pretrained(folder)
+    wordlevel_tokenizer.save_pretrained(folder)
+    assert main(["data", "build", "--out", str(tmp_path / "ds")]) == 0
+    common = ["eval", "run", "--model", str(folder), "--limit", "3", "--num-samples", "5", "--quiet", "--no-figures"]
+    assert main([*common, "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0  # the packaged Provo: the same test contexts
+    rows = [json.loads(x) for x in (tmp_path / "a" / "contexts.jsonl").read_text().splitlines()]
+    same = [json.loads(x) for x in (tmp_path / "b" / "contexts.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in same] and rows == same
+    capsys.readouterr()
+    assert main([*common, "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
+    assert "--dataset" in capsys.readouterr().err and not (tmp_path / "c").exists()

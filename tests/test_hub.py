@@ -473,6 +473,9 @@ out["dataset_splits"] = sorted(dd)
 out["dataset_equal"] = all(dd[s].to_list() == local[s].to_list() for s in local)
 out["dataset_features_equal"] = all(dd[s].features == local[s].features for s in local)
 out["dataset_files"] = same_files(art["dataset"], f"{ns}/provo_cloze", "dataset")
+from varylm_hf.data import load_cloze_dataset
+by_id = load_cloze_dataset(f"{ns}/provo_cloze")  # what --dataset ID reads in every entry point
+out["varylm_dataset_by_id_equal"] = by_id == {s: local[s].to_list() for s in local}
 
 import evaluate
 toy = evaluate.load(f"{ns}/toy")
@@ -548,6 +551,7 @@ def test_load_dataset_roundtrip(loader_results):
     assert res["dataset_splits"] == ["test", "train"]
     assert res["dataset_equal"] and res["dataset_features_equal"]
     assert all(res["dataset_files"].values()), res["dataset_files"]
+    assert res["varylm_dataset_by_id_equal"]  # --dataset tester/provo_cloze reads the same records
 
 
 def test_evaluate_load_from_space(loader_results):

@@ -58,6 +58,8 @@ class ReproduceConfig:
 
     Model:
         model: Hub id, folder, ``.gguf`` file or ``"smollm2-gguf"`` (default: the offline SmolLM2).
+        dataset: a cloze dataset in the Hub layout (folder or Hub id; its own splits); ``None``: the packaged
+            Provo norms with the paper's split.
         style: ``"pretrained"`` (word-level loss, plain prompts) or ``"instruct"`` (chat prompt;
             ``recipe`` chooses SFT on augmented data or the equivalent word-level fast path).
     Grid:
@@ -76,6 +78,7 @@ class ReproduceConfig:
     """
 
     model: str = "smollm2-gguf"
+    dataset: str | None = None
     style: str = "pretrained"
     recipe: str = "var"
     conditions: list[str] = field(default_factory=lambda: ["base", "ft_corpus", "ft_majority", "ft_all", "oracle"])
@@ -358,10 +361,13 @@ class ModelRunner:
     """
 
     def __init__(self, config: ReproduceConfig, *, records=None, quantization_config=None):
-        from .data import load_provo, split_records
+        from .data import load_cloze_dataset, load_provo, split_records
 
         self.config = config
-        self.splits = split_records(records if records is not None else load_provo(), "paper")
+        if records is None and config.dataset:
+            self.splits = load_cloze_dataset(config.dataset)
+        else:
+            self.splits = split_records(records if records is not None else load_provo(), "paper")
         self.train = self.splits["train"][: config.limit_train] if config.limit_train else self.splits["train"]
         self.test = self.splits["test"][: config.limit_eval] if config.limit_eval else self.splits["test"]
         self.test_exact = self.splits["test"][: config.limit_exact] if config.limit_exact else self.splits["test"]

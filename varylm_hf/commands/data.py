@@ -15,6 +15,9 @@ DEFAULT_OUT = "provo_cloze"
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose and read the cloze norms (shared by every command that loads data)."""
     src = parser.add_argument_group("data source (default: the Provo norms shipped in the package)")
+    src.add_argument("--dataset", metavar="DIR_OR_ID",
+                     help="a cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
+                     "varylm/provo_cloze (its own splits are used)")
     src.add_argument("--provo-csv", metavar="FILE", help="the official Provo_Corpus-Predictability_Norms.csv")
     src.add_argument("--download", action="store_true", help="download the official Provo CSV from OSF (sha256-checked)")
     src.add_argument("--cloze-file", metavar="FILE", help="your own norms: .tsv/.csv/.jsonl with context, answer, count columns")
@@ -42,6 +45,13 @@ def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
 
     normalizer = Normalizer(lowercase=not args.keep_case, strip_punctuation=not args.keep_punctuation)
     stats: Counter = Counter()
+    if getattr(args, "dataset", None):
+        if args.cloze_file or args.provo_csv or args.download:
+            raise InputError("give either --dataset or --cloze-file/--provo-csv/--download, not both")
+        from ..data import load_cloze_dataset
+
+        return load_cloze_dataset(args.dataset), {"normalizer": normalizer.to_dict(), "stats": stats,
+                                                  "source": f"The dataset `{args.dataset}`."}
     if args.cloze_file and (args.provo_csv or args.download):
         raise InputError("give either --cloze-file or --provo-csv/--download, not both")
     if args.cloze_file:

@@ -14,6 +14,9 @@ from . import seed as seed_type
 def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     """Flags mapping onto :class:`ReproduceConfig` (shared by ``reproduce`` and ``demo``)."""
     parser.add_argument("--model", default=defaults.model, help=f"Hub id, folder, .gguf file or smollm2-gguf (default: {defaults.model})")
+    parser.add_argument("--dataset", default=defaults.dataset,
+                        help="a cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
+                        "varylm/provo_cloze (default: the packaged Provo norms, the paper's split)")
     parser.add_argument("--style", choices=("pretrained", "instruct"), default=defaults.style,
                         help="pretrained: word-level loss on plain contexts; instruct: chat prompt + LoRA (default: %(default)s)")
     parser.add_argument("--recipe", choices=("var", "sft"), default=defaults.recipe,

@@ -53,7 +53,8 @@ def register(subparsers) -> None:
     m.add_argument("--allow-pickle", action="store_true", help="also load pickle weights when there are no safetensors")
     src = p.add_argument_group("input (default: the packaged Provo norms, test split)")
     src.add_argument("--text", metavar="FILE", help="running text, one passage per line: one row per word")
-    src.add_argument("--dataset", metavar="DIR", help="a folder written by `varylm data build` (default: packaged Provo)")
+    src.add_argument("--dataset", metavar="DIR_OR_ID",
+                     help="a folder of `varylm data build` or a Hub dataset id (default: packaged Provo)")
     src.add_argument("--split", choices=SPLITS, default="test", help="which split of the dataset (default: test)")
     src.add_argument("--passages", type=int, nargs="+", metavar="ID", help="only these passage ids")
     src.add_argument("--limit", type=limit_type, help="only the first N contexts / texts (0 or omitted: all)")
@@ -145,19 +146,9 @@ def _load(args):
 def load_records(dataset: str | None, split: str) -> list[dict]:
     """Cloze records of ``split`` from a ``varylm data build`` folder, or from the packaged Provo (paper split)."""
     if dataset:
-        if not os.path.isdir(dataset):
-            raise InputError(f"--dataset {dataset}: no such folder (build one with `varylm data build --out {dataset}`)")
-        from datasets import load_dataset
+        from ..data import load_cloze_dataset
 
-        from .data import _check_dataset_folder
-
-        _check_dataset_folder(dataset)
-        try:
-            dsd = load_dataset(dataset)
-        except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user gets one line
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"--dataset {dataset}: cannot be read as a dataset ({first})") from None
-        splits = {name: ds.to_list() for name, ds in dsd.items()}
+        splits = load_cloze_dataset(dataset)
     else:
         from ..data import load_provo, split_records
 

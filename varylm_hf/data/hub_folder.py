@@ -74,6 +74,39 @@ def records_from_dataset(dataset) -> list[dict]:
     return dataset.to_list()
 
 
+def load_cloze_dataset(name_or_path: str, revision: str | None = None) -> dict[str, list[dict]]:
+    """The splits of a cloze dataset in the Hub layout, read through ``datasets``: ``{split: records}``.
+
+    ``name_or_path``: a folder written by ``varylm data build`` (or ``varylm pull``), or a Hub dataset id such
+    as ``varylm/provo_cloze`` (what ``varylm push`` uploads; ``HF_ENDPOINT`` chooses the Hub). A relative
+    folder of that name wins over the Hub, as in ``datasets.load_dataset``. Every split must carry the record
+    columns (:data:`~varylm_hf.data.records.RECORD_KEYS`).
+
+    Raises:
+        InputError: no such folder or repo, or not a cloze dataset (one line, naming it).
+    """
+    import os
+
+    from datasets import load_dataset
+
+    where = f"--dataset {name_or_path}"
+    if not os.path.isdir(name_or_path) and name_or_path.count("/") != 1:
+        raise InputError(f"{where}: no such folder, and not a Hub dataset id of the form namespace/name")
+    try:
+        dsd = load_dataset(name_or_path, revision=revision)
+    except Exception as err:  # noqa: BLE001 - datasets/huggingface_hub raise many kinds; the user gets one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{where}: cannot be read as a dataset ({first[:200]})") from None
+    splits = {}
+    for split, ds in dsd.items():
+        missing = [k for k in RECORD_KEYS if k not in ds.column_names]
+        if missing:
+            raise InputError(f"{where}: split {split!r} lacks the column(s) {', '.join(missing)} "
+                             "(not a cloze dataset of `varylm data build`)")
+        splits[split] = records_from_dataset(ds)
+    return splits
+
+
 def summarize(splits: dict[str, list[dict]]) -> list[dict]:
     """Per-split counts: passages, contexts, answers, mean answers and distinct words per context."""
     rows = []
