@@ -303,7 +303,7 @@ def _main_table(results: list[dict]) -> str:
              "sampled TVD: the paper's estimator. The Oracle row compares two halves of the human answers "
              "(~20 each): it is not a floor for exact TVD. The perfect-model row is the floor of the sampled "
              "measure: what a model whose q equals the human p scores with the same number of samples."]
-    return _table(rows, columns, names) + "\n".join(notes)
+    return _table(rows, columns, names) + "\n" + "\n".join(notes)
 
 
 def write_reports(out_dir: str | os.PathLike) -> list[Path]:
