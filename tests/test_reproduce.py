@@ -153,3 +153,29 @@ def test_changed_settings_stop_instead_of_mixing_results(tmp_path):
     status = run_grid(ReproduceConfig(conditions=["base"], seeds=[1, 2], limit_eval=2, out_dir=str(out)), stub,
                       progress=False)
     assert status["skipped"] == ["base-seed1"] and status["done"] == ["base-seed2"]
+
+
+def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer, tmp_path):
+    """--stop-after-epoch 1 of a 2-epoch schedule = the epoch-1 point of the 2-epoch run (the model validated)."""
+    from conftest import make_wordlevel_gpt2
+
+    from varylm_hf.reproduce import ModelRunner
+
+    folder = tmp_path / "tiny"
+    make_wordlevel_gpt2(wordlevel_tokenizer).save_pretrained(folder)
+    wordlevel_tokenizer.save_pretrained(folder)
+    records = [_rec(1, 3, "the cat", [("sat", 6), ("ran", 2)]), _rec(1, 4, "the cat sat", [("on", 7), ("and", 1)]),
+               _rec(6, 3, "a dog", [("ran", 4), ("sat", 4)]), _rec(2, 3, "the dog", [("ran", 5), ("sat", 3)])]
+    common = dict(model=str(folder), conditions=["ft_all"], seeds=[3], epochs=2, learning_rate=1e-2, batch_size=1,
+                  eval_mode="exact", curves=True)
+    full = ReproduceConfig(**common, out_dir=str(tmp_path / "full"))
+    run_grid(full, ModelRunner(full, records=records), progress=False)
+    stop = ReproduceConfig(**common, stop_after_epoch=1, out_dir=str(tmp_path / "stop"))
+    run_grid(stop, ModelRunner(stop, records=records), progress=False)
+    curve = load_results(tmp_path / "full")[0]["curve"]
+    stopped = load_results(tmp_path / "stop")[0]
+    assert [c["epoch"] for c in stopped["curve"]] == [0.0, 1.0]
+    assert stopped["curve"][1]["exact_tvd/validation"] == pytest.approx(curve[1]["exact_tvd/validation"], abs=1e-6)
+    assert stopped["mean_tvd_exact"] != pytest.approx(load_results(tmp_path / "full")[0]["mean_tvd_exact"])
+    with pytest.raises(InputError, match="--stop-after-epoch"):
+        ReproduceConfig(epochs=2, stop_after_epoch=3).validate()

@@ -65,7 +65,9 @@ class ReproduceConfig:
     Grid:
         conditions, seeds, ablation_ks (label counts for the ablation; empty: none), qa (run the
         QA hit-rate check on base and fine-tuned models).
-    Training: epochs, learning_rate, batch_size, limit_train (contexts; ``None``: all),
+    Training: epochs (the length of the learning-rate schedule), stop_after_epoch (stop at the end of this epoch
+        of that schedule: the point chosen on validation from a learning curve; ``None``: train all epochs),
+        learning_rate, batch_size, limit_train (contexts; ``None``: all),
         word_prob_definition, scoring_strategy, group_by_passage (``False``, the default: contexts
         shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
         and contexts within them shuffled per epoch -- the speed option of the ``passage`` strategy),
@@ -86,6 +88,7 @@ class ReproduceConfig:
     ablation_ks: list[int] = field(default_factory=list)
     qa: bool = False
     epochs: float = 3.0
+    stop_after_epoch: int | None = None
     learning_rate: float = 1e-5
     batch_size: int = 16
     limit_train: int | None = None
@@ -122,6 +125,8 @@ class ReproduceConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise InputError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+        if self.stop_after_epoch is not None and not 1 <= self.stop_after_epoch <= self.epochs:
+            raise InputError(f"--stop-after-epoch must be in [1, --epochs {self.epochs:g}], got {self.stop_after_epoch}")
         for name in ("limit_train", "limit_eval", "limit_exact"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -351,6 +356,20 @@ def _curves_table(results: list[dict]) -> str:
 # --------------------------------------------------------------------------- the real cells
 
 
+def _stop_after(epoch: int | None):
+    """A callback ending training after ``epoch`` epochs, the learning-rate schedule unchanged (``None``: none)."""
+    if epoch is None:
+        return None
+    from transformers import TrainerCallback
+
+    class StopAfterEpoch(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if (state.epoch or 0) >= epoch - 1e-6:
+                control.should_training_stop = True
+
+    return StopAfterEpoch()
+
+
 class ModelRunner:
     """The default ``run_cell``: trains and evaluates real models, loading the base model once.
 
@@ -413,7 +432,8 @@ class ModelRunner:
                 disable_tqdm=False,
             )
             curve = self._curve_callback(tokenizer, "plain")
-            trainer = train_var(model, tokenizer, self.train, None, args, callbacks=[curve] if curve else None)
+            callbacks = [c for c in (curve, _stop_after(cfg.stop_after_epoch)) if c is not None]
+            trainer = train_var(model, tokenizer, self.train, None, args, callbacks=callbacks or None)
             model = trainer.model
         else:
             from .sft import InstructConfig, train_instruct

@@ -27,6 +27,8 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         help="label-count ablation: k answers sampled per context (paper: 1 2 4 16 32)")
     parser.add_argument("--qa", action="store_true", default=defaults.qa, help="also run the QA hit-rate check")
     parser.add_argument("--epochs", type=positive_float, default=defaults.epochs, help="training epochs (default: %(default)s)")
+    parser.add_argument("--stop-after-epoch", type=positive_int, default=defaults.stop_after_epoch,
+                        help="stop after this epoch of the --epochs schedule (the epoch chosen on validation)")
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="(default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
     parser.add_argument("--limit-train", type=limit_type, default=defaults.limit_train,
