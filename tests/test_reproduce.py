@@ -157,9 +157,9 @@ def test_changed_settings_stop_instead_of_mixing_results(tmp_path):
 
 def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer, tmp_path):
     """--stop-after-epoch 1 of a 2-epoch schedule = the epoch-1 point of the 2-epoch run (the model validated)."""
-    from conftest import make_wordlevel_gpt2
-
     from varylm_hf.reproduce import ModelRunner
+
+    from conftest import make_wordlevel_gpt2
 
     folder = tmp_path / "tiny"
     make_wordlevel_gpt2(wordlevel_tokenizer).save_pretrained(folder)
