@@ -170,7 +170,7 @@ def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer
                   eval_mode="exact", curves=True)
     full = ReproduceConfig(**common, out_dir=str(tmp_path / "full"))
     run_grid(full, ModelRunner(full, records=records), progress=False)
-    stop = ReproduceConfig(**common, stop_after_epoch=1, out_dir=str(tmp_path / "stop"))
+    stop = ReproduceConfig(**common, stop_after_epoch={"ft_all": 1}, out_dir=str(tmp_path / "stop"))
     run_grid(stop, ModelRunner(stop, records=records), progress=False)
     curve = load_results(tmp_path / "full")[0]["curve"]
     stopped = load_results(tmp_path / "stop")[0]
@@ -178,4 +178,11 @@ def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer
     assert stopped["curve"][1]["exact_tvd/validation"] == pytest.approx(curve[1]["exact_tvd/validation"], abs=1e-6)
     assert stopped["mean_tvd_exact"] != pytest.approx(load_results(tmp_path / "full")[0]["mean_tvd_exact"])
     with pytest.raises(InputError, match="--stop-after-epoch"):
-        ReproduceConfig(epochs=2, stop_after_epoch=3).validate()
+        ReproduceConfig(epochs=2, stop_after_epoch={"*": 3}).validate()
+    with pytest.raises(InputError, match="unknown condition"):
+        ReproduceConfig(epochs=2, stop_after_epoch={"ft_nope": 1}).validate()
+    from varylm_hf.cli import make_parser
+    from varylm_hf.commands.reproduce import config_from_args
+
+    args = make_parser().parse_args(["reproduce", "--stop-after-epoch", "2", "ft_majority=1", "--epochs", "3"])
+    assert config_from_args(args).stop_after_epoch == {"*": 2, "ft_majority": 1}

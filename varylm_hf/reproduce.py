@@ -65,8 +65,9 @@ class ReproduceConfig:
     Grid:
         conditions, seeds, ablation_ks (label counts for the ablation; empty: none), qa (run the
         QA hit-rate check on base and fine-tuned models).
-    Training: epochs (the length of the learning-rate schedule), stop_after_epoch (stop at the end of this epoch
-        of that schedule: the point chosen on validation from a learning curve; ``None``: train all epochs),
+    Training: epochs (the length of the learning-rate schedule), stop_after_epoch (``{condition: epoch}``: stop
+        that condition at the end of this epoch of the schedule, the point chosen on validation from a learning
+        curve; ``{"*": epoch}`` for every condition; empty: train all epochs),
         learning_rate, batch_size, limit_train (contexts; ``None``: all),
         word_prob_definition, scoring_strategy, group_by_passage (``False``, the default: contexts
         shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
@@ -88,7 +89,7 @@ class ReproduceConfig:
     ablation_ks: list[int] = field(default_factory=list)
     qa: bool = False
     epochs: float = 3.0
-    stop_after_epoch: int | None = None
+    stop_after_epoch: dict[str, int] = field(default_factory=dict)
     learning_rate: float = 1e-5
     batch_size: int = 16
     limit_train: int | None = None
@@ -125,8 +126,11 @@ class ReproduceConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise InputError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-        if self.stop_after_epoch is not None and not 1 <= self.stop_after_epoch <= self.epochs:
-            raise InputError(f"--stop-after-epoch must be in [1, --epochs {self.epochs:g}], got {self.stop_after_epoch}")
+        for cond, epoch in self.stop_after_epoch.items():
+            if cond != "*" and cond not in CONDITIONS and not cond.startswith("ft_k"):
+                raise InputError(f"--stop-after-epoch {cond}={epoch}: unknown condition {cond!r}")
+            if not isinstance(epoch, int) or not 1 <= epoch <= self.epochs:
+                raise InputError(f"--stop-after-epoch {cond}={epoch}: the epoch must be in [1, --epochs {self.epochs:g}]")
         for name in ("limit_train", "limit_eval", "limit_exact"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -432,7 +436,8 @@ class ModelRunner:
                 disable_tqdm=False,
             )
             curve = self._curve_callback(tokenizer, "plain")
-            callbacks = [c for c in (curve, _stop_after(cfg.stop_after_epoch)) if c is not None]
+            stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))
+            callbacks = [c for c in (curve, _stop_after(stop)) if c is not None]
             trainer = train_var(model, tokenizer, self.train, None, args, callbacks=callbacks or None)
             model = trainer.model
         else:

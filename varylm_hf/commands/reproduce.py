@@ -27,8 +27,11 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         help="label-count ablation: k answers sampled per context (paper: 1 2 4 16 32)")
     parser.add_argument("--qa", action="store_true", default=defaults.qa, help="also run the QA hit-rate check")
     parser.add_argument("--epochs", type=positive_float, default=defaults.epochs, help="training epochs (default: %(default)s)")
-    parser.add_argument("--stop-after-epoch", type=positive_int, default=defaults.stop_after_epoch,
-                        help="stop after this epoch of the --epochs schedule (the epoch chosen on validation)")
+    parser.add_argument("--stop-after-epoch", nargs="+", type=_stop_entry, default=None, metavar="[COND=]N",
+                        help="stop after epoch N of the --epochs schedule (the epoch chosen on validation): N for every "
+                        "condition, COND=N for one (e.g. ft_majority=1)"
+                        + (f" (default: {' '.join(f'{k}={v}' for k, v in defaults.stop_after_epoch.items())})"
+                           if defaults.stop_after_epoch else ""))
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="(default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
     parser.add_argument("--limit-train", type=limit_type, default=defaults.limit_train,
@@ -62,11 +65,21 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     parser.add_argument("--out", default=defaults.out_dir, help="run folder; re-running skips finished cells (default: %(default)s)")
 
 
+def _stop_entry(text: str) -> tuple[str, int]:
+    """``N`` or ``COND=N`` of ``--stop-after-epoch``."""
+    cond, _, epoch = text.rpartition("=")
+    return cond or "*", positive_int(epoch)
+
+
 def config_from_args(args) -> ReproduceConfig:
     """Build the :class:`ReproduceConfig` from parsed flags."""
     names = {f.name for f in fields(ReproduceConfig)}
     values = {k.replace("-", "_"): v for k, v in vars(args).items() if k.replace("-", "_") in names}
     values["out_dir"] = args.out
+    if getattr(args, "stop_after_epoch", None) is not None:
+        values["stop_after_epoch"] = dict(args.stop_after_epoch)
+    else:
+        values.pop("stop_after_epoch", None)
     for name in ("limit_train", "limit_eval", "limit_exact"):  # 0 means all, recorded as None like the default
         if name in values:
             values[name] = values[name] or None
