@@ -186,3 +186,6 @@ def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer
 
     args = make_parser().parse_args(["reproduce", "--stop-after-epoch", "2", "ft_majority=1", "--epochs", "3"])
     assert config_from_args(args).stop_after_epoch == {"*": 2, "ft_majority": 1}
+    # the demo preset's stop survives the command line (it is the preset's default)
+    assert config_from_args(make_parser().parse_args(["demo"])).stop_after_epoch == {"ft_majority": 1}
+    assert config_from_args(make_parser().parse_args(["reproduce"])).stop_after_epoch == {}

@@ -488,7 +488,7 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
 def _fmt(stat: dict | None, digits: int = 3) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
-    if stat.get("sd") is None:
+    if stat.get("sd") is None or len(stat.get("per_seed") or [0, 0]) < 2:  # no ± from a single seed
         return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
 

@@ -27,7 +27,8 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         help="label-count ablation: k answers sampled per context (paper: 1 2 4 16 32)")
     parser.add_argument("--qa", action="store_true", default=defaults.qa, help="also run the QA hit-rate check")
     parser.add_argument("--epochs", type=positive_float, default=defaults.epochs, help="training epochs (default: %(default)s)")
-    parser.add_argument("--stop-after-epoch", nargs="+", type=_stop_entry, default=None, metavar="[COND=]N",
+    parser.add_argument("--stop-after-epoch", nargs="+", type=_stop_entry, metavar="[COND=]N",
+                        default=list(defaults.stop_after_epoch.items()),
                         help="stop after epoch N of the --epochs schedule (the epoch chosen on validation): N for every "
                         "condition, COND=N for one (e.g. ft_majority=1)"
                         + (f" (default: {' '.join(f'{k}={v}' for k, v in defaults.stop_after_epoch.items())})"
@@ -76,10 +77,7 @@ def config_from_args(args) -> ReproduceConfig:
     names = {f.name for f in fields(ReproduceConfig)}
     values = {k.replace("-", "_"): v for k, v in vars(args).items() if k.replace("-", "_") in names}
     values["out_dir"] = args.out
-    if getattr(args, "stop_after_epoch", None) is not None:
-        values["stop_after_epoch"] = dict(args.stop_after_epoch)
-    else:
-        values.pop("stop_after_epoch", None)
+    values["stop_after_epoch"] = dict(getattr(args, "stop_after_epoch", None) or [])
     for name in ("limit_train", "limit_eval", "limit_exact"):  # 0 means all, recorded as None like the default
         if name in values:
             values[name] = values[name] or None
