@@ -130,17 +130,9 @@ def _umask() -> int:
 
 
 def _load(args):
-    from ..modeling import load_model_and_tokenizer
+    from .eval import _load as load_from_args  # one reading of --model/--adapter/--dtype/--device
 
-    dtype = None
-    if args.dtype:
-        import torch
-
-        dtype = getattr(torch, args.dtype)
-    return load_model_and_tokenizer(
-        args.model, gguf_file=args.gguf_file, adapter=args.adapter, revision=args.revision, dtype=dtype,
-        device=args.device, trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
-    )
+    return load_from_args(args)
 
 
 def load_records(dataset: str | None, split: str) -> list[dict]:
