@@ -64,7 +64,7 @@ class VarTrainingArguments(TrainingArguments):
 
     Parameters that control the word probability:
         word_prob_definition (`str`, defaults to `"paper"`): `paper` (product of the word's token
-            probabilities, eq. 3) or `eow` (times the probability that the next token starts a new word).
+            probabilities, eq. 3) or `eow` (times the probability that the next token ends the word, `varylm_hf.data.words`).
         scoring_strategy (`str`, defaults to `"tree"`): `pair`, `context`, `tree` or `passage` (see
             `varylm_hf.scoring`); all compute the same loss, `tree`/`passage` are the fast ones.
         max_context_tokens (`int` or `None`, defaults to `None`): keep at most this many context tokens
@@ -85,7 +85,7 @@ class VarTrainingArguments(TrainingArguments):
                                                      "choices": list(LABEL_MODES)})
     label_k: int | None = field(default=None, metadata={"help": "Answers drawn per context for label_mode=sample_k."})
     word_prob_definition: str = field(default="paper", metadata={
-        "help": "Word probability: paper (product of token probabilities) or eow (times P(next token starts a word)).",
+        "help": "Word probability: paper (product of token probabilities) or eow (times P(next token ends the word)).",
         "choices": list(DEFINITIONS)})
     scoring_strategy: str = field(default="tree", metadata={
         "help": "How words are scored: pair, context (KV cache), tree (4D-mask trie) or passage (shared trunk).",
@@ -296,7 +296,7 @@ cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
 * Loss: L_Var = mean over contexts of -sum_w p(w|c) log q(w|c), where q(w|c) is the probability of the
   whole word as it appears after the context, definition `{args.word_prob_definition}`
   ({"product of its token probabilities, eq. 3 of the paper" if args.word_prob_definition == "paper" else
-    "product of its token probabilities times the probability that the next token starts a new word"}).
+    "product of its token probabilities times the probability that the next token ends the word"}).
 * Words scored with the `{args.scoring_strategy}` strategy (prefix sharing; same loss as scoring each word alone).
 * Every context starts with `{first_token or args.bos}` (`--bos {args.bos}`: the tokenizer's own BOS or the
   pretraining document separator, never a chat-role marker). Word outcome: {describe_word_rule()}.
