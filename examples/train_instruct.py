@@ -37,13 +37,13 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import time
 from pathlib import Path
 
 from varylm_hf.errors import InputError, VarylmError
 from varylm_hf.modeling import OFFLINE_MODEL
+from varylm_hf.run_folders import check_output_dir, checkpoint_step, remove_empty_tree, resolve_resume
 from varylm_hf.sft import LABEL_MODES, RECIPES, InstructConfig
 
 # bitsandbytes warns on every start on CPUs with AVX512-BF16 that an optional kernel package is missing;
@@ -101,90 +101,6 @@ def _one_line(err: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- checks (before anything is loaded)
-
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-
-
-def _checkpoint_step(folder: Path) -> int | None:
-    """The global step of a complete Trainer checkpoint (trainer_state.json is written last), else None."""
-    try:
-        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    step = state.get("global_step") if isinstance(state, dict) else None
-    return step if isinstance(step, int) else None
-
-
-def last_checkpoint(output_dir) -> str | None:
-    """The newest *complete* ``checkpoint-N`` in ``output_dir`` (transformers' get_last_checkpoint would
-    also return one half-written when the run was killed)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    found = sorted(((int(m.group(1)), child) for child in folder.iterdir()
-                    if (m := _CHECKPOINT.fullmatch(child.name)) and child.is_dir()), reverse=True)
-    for _, child in found:
-        if _checkpoint_step(child) is not None:
-            return str(child)
-        print(f"skipping {child}: incomplete checkpoint (no readable trainer_state.json)", file=sys.stderr)
-    return None
-
-
-def resolve_resume(value, output_dir) -> str | None:
-    """``--resume_from_checkpoint``: a checkpoint folder, or 'last'/'true' (newest complete one in output_dir)."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if text.lower() in ("", "false", "no", "none"):
-        return None
-    if text.lower() in ("last", "true", "yes"):
-        found = last_checkpoint(output_dir)
-        if found is None:
-            raise InputError(f"--resume_from_checkpoint {text}: no complete checkpoint-N folder in "
-                             f"--output_dir {output_dir}")
-        return found
-    folder = Path(text).expanduser()
-    if not folder.is_dir():
-        raise InputError(f"--resume_from_checkpoint {text}: no such folder")
-    if _checkpoint_step(folder) is None:
-        raise InputError(f"--resume_from_checkpoint {text}: not a complete Trainer checkpoint "
-                         "(no readable trainer_state.json)")
-    return str(folder)
-
-
-def check_output_dir(path, flag: str = "--output_dir") -> Path | None:
-    """Raise InputError unless ``path`` is (or can be created as) a writable folder; returns the top-most
-    folder that training will create (None when ``path`` exists), so that a failed run can remove it if empty."""
-    target = Path(os.path.abspath(os.path.expanduser(str(path))))
-    if target.exists():
-        if not target.is_dir():
-            raise InputError(f"{flag} {path}: exists and is not a folder")
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise InputError(f"{flag} {path}: folder is not writable")
-        return None
-    parent = target
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{flag} {path}: cannot create it ({parent} is a file, not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: cannot create it ({parent} is not writable)")
-    top = target
-    while top.parent != parent:
-        top = top.parent
-    return top
-
-
-def remove_empty_tree(top: Path | None) -> None:
-    """Remove ``top`` and its sub-folders if none of them holds a file (a run that failed before writing)."""
-    if top is None or not top.is_dir():
-        return
-    for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-        try:
-            os.rmdir(dirpath)  # refuses a folder that is not empty: nothing written is ever removed
-        except OSError:
-            return
-
 
 def check_model_source(name: str) -> None:
     """A local path must exist (a missing one would otherwise be reported as a bad Hub repo id)."""
@@ -305,7 +221,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{len(train)} training contexts, recipe={args.recipe}, label_mode={args.label_mode}, "
           f"{'QLoRA' if config.qlora else 'LoRA'}, device={'cuda' if torch.cuda.is_available() else 'cpu'}")
     if args.resume_from_checkpoint:
-        step = _checkpoint_step(Path(args.resume_from_checkpoint))
+        step = checkpoint_step(Path(args.resume_from_checkpoint))
         print(f"resuming from {args.resume_from_checkpoint} (global step {step})", flush=True)
     start = time.perf_counter()
     trainer = train_instruct(model, tokenizer, train, evals, config, resume_from_checkpoint=args.resume_from_checkpoint)
