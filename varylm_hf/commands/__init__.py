@@ -126,3 +126,19 @@ def check_out_writable(path, flag: str = "--out") -> None:
             raise InputError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
         os.close(fd)
         os.unlink(probe)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False,
+                        model_help: str = "Hub id, local folder, .gguf file, or smollm2-gguf (offline)"):
+    """The model options of every command that loads one (read by ``commands.eval._load``); returns the group."""
+    m = parser.add_argument_group("model")
+    m.add_argument("--model", required=required, help=model_help)
+    m.add_argument("--gguf-file", help="GGUF file name inside --model (folder or Hub repo)")
+    m.add_argument("--adapter", help="PEFT adapter (Hub id or folder) on top of --model")
+    m.add_argument("--revision", help="Hub revision of the model and adapter")
+    m.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model dtype (default: the checkpoint's)")
+    m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
+    m.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickle weights (pytorch_model.bin) when a model has no safetensors (off by default)")
+    return m

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from . import check_out_writable, non_negative_int, positive_float, positive_int, top_p
+from . import add_model_arguments, check_out_writable, non_negative_int, positive_float, positive_int, top_p
 from . import limit as limit_type
 from . import seed as seed_type
 
@@ -29,17 +29,8 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="sample and/or score a model on a split; write rows, summary, table, figures")
     from .data import add_source_arguments
 
-    m = run.add_argument_group("model")
-    m.add_argument("--model", help="Hub id, local folder, .gguf file, or smollm2-gguf (offline); "
-                   "default with --adapter: the adapter's base model")
-    m.add_argument("--gguf-file", help="GGUF file name inside --model (folder or Hub repo)")
-    m.add_argument("--adapter", help="PEFT adapter (Hub id or folder) on top of --model")
-    m.add_argument("--revision", help="Hub revision of the model and adapter")
-    m.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model dtype (default: the checkpoint's)")
-    m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
-    m.add_argument("--allow-pickle", action="store_true",
-                   help="also load pickle weights (pytorch_model.bin) when a model has no safetensors (off by default)")
+    add_model_arguments(run, model_help="Hub id, local folder, .gguf file, or smollm2-gguf (offline); "
+                        "default with --adapter: the adapter's base model")
     add_source_arguments(run)
     e = run.add_argument_group("evaluation")
     e.add_argument("--task", choices=("cloze", "qa"), default="cloze",

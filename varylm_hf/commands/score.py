@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from . import add_model_arguments, positive_int
 from . import limit as limit_type
-from . import positive_int
 
 SPLITS = ("test", "validation", "train", "all")
 #: Columns of ``varylm score --dataset`` (context rows; ``--answers`` adds rows of kind ``answer``).
@@ -42,15 +42,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("score", help="per-word surprisal tables (cloze contexts or running text) as TSV",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    m = p.add_argument_group("model")
-    m.add_argument("--model", required=True, help="Hub id, local folder, .gguf file, or smollm2-gguf (offline)")
-    m.add_argument("--gguf-file", help="GGUF file name inside --model (folder or Hub repo)")
-    m.add_argument("--adapter", help="PEFT adapter (Hub id or folder) on top of --model")
-    m.add_argument("--revision", help="Hub revision of the model and adapter")
-    m.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model dtype (default: the checkpoint's)")
-    m.add_argument("--trust-remote-code", action="store_true", help="run code from the model repo (off by default)")
-    m.add_argument("--allow-pickle", action="store_true", help="also load pickle weights when there are no safetensors")
+    add_model_arguments(p, required=True)
     src = p.add_argument_group("input (default: the packaged Provo norms, test split)")
     src.add_argument("--text", metavar="FILE", help="running text, one passage per line: one row per word")
     src.add_argument("--dataset", metavar="DIR_OR_ID",
