@@ -1,16 +1,23 @@
-"""Augmented SFT vs the one-row-per-context fast path (``recipe="var"``): same loss, time per context.
+"""The instruct recipe's training paths side by side: TRL SFT on augmented rows, per-context ``var``, passage trie.
 
-For a few Provo training contexts, one LoRA forward+backward over the data of those contexts:
+Three ways to compute the same objective (``sum_c sum_w count(w|c) * -log q(w + end-of-turn | chat prompt)``,
+token mean) with LoRA on the offline SmolLM2:
 
-* ``sft``: TRL SFTTrainer's own tokenisation, collator and ``compute_loss`` on the augmented
-  rows (one per human answer, ~40 per context), in micro-batches of ``--rows_per_batch``;
-* ``var``: :func:`varylm_hf.sft.var_sft_loss` with one unit per context (prompt once, each
-  distinct answer once, weighted by its count), for the ``tree`` and ``context`` strategies.
+* ``sft``: TRL SFTTrainer's own tokenisation, collator and ``compute_loss`` on the augmented rows (one per
+  human answer, ~40 per context), in micro-batches of ``--rows_per_batch``;
+* ``var, per context``: :func:`varylm_hf.sft.var_sft_loss` on one context per forward (``strategy="tree"``):
+  the chat prompt once, each distinct answer once as a branch (the batch of the paper's 32 rows is one
+  Provo context);
+* ``var, passage trie``: ``strategy="passage"`` on ``k`` contexts of one passage per forward: their prompts
+  share the system turn, the instruction and the passage text, computed once.
 
-Prints a markdown table (tokens fed to the model, seconds per context, speed-up) and the two
-losses over all rows (token mean), which must agree. Usage (2-core CPU, ~3 min)::
+Part 1 (loss): on ``--sft_contexts`` contexts of one training passage, forward + backward through each path;
+the token-mean losses over the same rows must agree (|difference| <= 1e-5).
+Part 2 (speed): forward + backward over every context of ``--passages`` training passages (all answers, as
+an epoch of FT all sees them; and the majority answer only, one row per context), seconds per context, and
+one epoch of the train split (1,892 contexts) projected from it. Usage (2-core CPU, ~4 min)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_sft.py --contexts 6
+    OMP_NUM_THREADS=2 python benchmarks/bench_sft.py
 """
 
 from __future__ import annotations
@@ -22,13 +29,39 @@ import random
 import tempfile
 import time
 
+EPOCH_CONTEXTS = 1892
+
+
+def _loss_and_backward(model, units, strategy):
+    from varylm_hf import sft
+
+    batch = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
+    loss, _ = sft.var_sft_loss(model, batch, strategy=strategy)
+    loss.backward()
+    n_tokens = sum(n * len(w) for u in units for n, w in zip(u["counts"], u["word_ids"]))
+    return float(loss.detach()) * n_tokens, n_tokens
+
+
+def _timed(model, units, per_step, strategy):
+    """Seconds for forward + backward over ``units`` in steps of ``per_step`` contexts; summed NLL and tokens."""
+    nll = tokens = 0.0
+    t0 = time.perf_counter()
+    for s in range(0, len(units), per_step):
+        a, b = _loss_and_backward(model, units[s : s + per_step], strategy)
+        nll, tokens = nll + a, tokens + b
+        model.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0, nll / tokens
+
 
 def main(argv=None) -> int:
-    """Run the comparison and print the table."""
+    """Run both parts and print the tables."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-gguf")
-    p.add_argument("--contexts", type=int, default=6)
-    p.add_argument("--rows_per_batch", type=int, default=8)
+    p.add_argument("--sft_contexts", type=int, default=3, help="contexts of part 1 (TRL SFT is slow)")
+    p.add_argument("--rows_per_batch", type=int, default=8, help="TRL SFT micro-batch (rows)")
+    p.add_argument("--passages", type=int, default=2, help="training passages of part 2")
+    p.add_argument("--contexts_per_step", type=int, nargs="+", default=[4, 8],
+                   help="passage-trie batches of part 2 (contexts of one passage per step)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -41,8 +74,12 @@ def main(argv=None) -> int:
     from varylm_hf.modeling import load_model_and_tokenizer
 
     torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
     train = split_records(load_provo())["train"]
-    records = [train[i] for i in sorted(random.Random(args.seed).sample(range(len(train)), args.contexts))]
+    by_passage: dict = {}
+    for r in train:
+        by_passage.setdefault(r["passage_id"], []).append(r)
+    passages = rng.sample(sorted(by_passage), args.passages)
     model, tok = load_model_and_tokenizer(args.model)
     sft.unmark_gguf_quantization(model)
     model = get_peft_model(model, sft.lora_config(model))
@@ -51,7 +88,9 @@ def main(argv=None) -> int:
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
 
-    # --- augmented SFT through TRL's own pipeline
+    # --- part 1: the same loss three ways
+    first = by_passage[passages[0]]
+    records = [first[i] for i in sorted(rng.sample(range(len(first)), args.sft_contexts))]
     ds = sft.build_sft_dataset(records)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = sft.sft_config(tmp, total_batch_size=args.rows_per_batch, per_device_batch_size=args.rows_per_batch,
@@ -70,34 +109,55 @@ def main(argv=None) -> int:
         sft_tokens += int(batch["input_ids"].numel())
     t_sft = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
-
-    # --- var path
     units = sft.var_units(records, tok)
-    results = {}
-    for strategy in ("tree", "context"):
-        t0 = time.perf_counter()
-        loss, n_rows = sft.var_sft_loss(
-            model, {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}, strategy=strategy
-        )
-        loss.backward()
-        results[strategy] = (time.perf_counter() - t0, float(loss))
-        model.zero_grad(set_to_none=True)
-    var_tokens = sum(len(u["context_ids"]) + sum(len(w) for w in u["word_ids"]) for u in units)
+    part1 = [("SFT (TRL, %d rows/micro-batch)" % args.rows_per_batch, len(rows), sft_tokens, t_sft, sft_nll / n_comp)]
+    from varylm_hf.scoring import _build_forest
 
-    n = len(records)
+    ctx_ids, word_ids = [u["context_ids"] for u in units], [u["word_ids"] for u in units]
+    t, loss = _timed(model, units, 1, "tree")
+    part1.append(("var, per context", len(units), len(_build_forest(ctx_ids, word_ids, False, False)[0]), t, loss))
+    t, loss = _timed(model, units, len(units), "passage")
+    part1.append((f"var, passage trie ({len(units)} contexts in one step)", 1,
+                  len(_build_forest(ctx_ids, word_ids, False, True)[0]), t, loss))
+
+    # --- part 2: seconds per context over whole passages
+    recs2 = [r for pid in passages for r in by_passage[pid]]
+    part2 = []
+    for label_mode in ("all", "majority"):
+        units2 = sft.var_units(recs2, tok, label_mode)
+        rows_per_ctx = sum(sum(u["counts"]) for u in units2) / len(units2)
+        plans = [("per context", 1, "tree")] + [(f"passage trie, {k} contexts/step", k, "passage")
+                                                for k in args.contexts_per_step]
+        if label_mode == "majority":  # the paper's 32 rows = 32 one-answer contexts
+            plans = [("per context", 1, "tree"), ("passage trie, 32 contexts/step", 32, "passage")]
+        for name, k, strategy in tqdm(plans, desc=f"part 2 ({label_mode})"):
+            secs = 0.0
+            for pid in passages:  # steps never cross a passage (grouped batches)
+                us = [u for u in units2 if u["passage_id"] == pid]
+                rng.shuffle(us)
+                secs += _timed(model, us, k, strategy)[0]
+            part2.append((label_mode, name, k * rows_per_ctx, secs / len(units2), len(units2)))
+
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    print(f"model {args.model} + LoRA r=8; {n} training contexts, {len(rows)} augmented rows "
-          f"({len(rows) / n:.1f} per context), {sum(len(u['counts']) for u in units)} distinct answers\n")
-    print("| path | rows fed | tokens fed | s / context | speed-up | loss (token mean) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| SFT (TRL, {args.rows_per_batch} rows/batch) | {len(rows)} | {sft_tokens} | {t_sft / n:.3f} | 1.0x "
-          f"| {sft_nll / n_comp:.5f} |")
-    for strategy, (secs, lval) in results.items():
-        print(f"| var ({strategy}) | {len(units)} | {var_tokens if strategy == 'tree' else '-'} | {secs / n:.3f} | "
-              f"{t_sft / secs:.1f}x | {lval:.5f} |")
-    print(f"\nfull Provo train split (1,892 contexts, 75,793 rows), one epoch at these rates: "
-          f"SFT {t_sft / n * 1892 / 3600:.1f} h, var (tree) {results['tree'][0] / n * 1892 / 3600:.2f} h")
+    print(f"model {args.model} + LoRA r=8 (seven projections), fp32, no dropout; training passages {passages}\n")
+    print(f"Part 1: {len(records)} contexts of passage {passages[0]}, {len(rows)} augmented rows, "
+          f"{sum(len(u['counts']) for u in units)} distinct answers; forward + backward\n")
+    print("| path | sequences or tries | tokens fed | s / context | speed-up vs SFT | loss (token mean) | loss - SFT |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ref = part1[0][4]
+    for name, seqs, toks, secs, loss in part1:
+        print(f"| {name} | {seqs} | {toks} | {secs / len(records):.3f} | {t_sft / secs:.1f}x | {loss:.6f} | "
+              f"{loss - ref:+.1e} |")
+    print(f"\nPart 2: every context of passages {passages}; forward + backward; one epoch = {EPOCH_CONTEXTS} "
+          "contexts at the same rate\n")
+    print("| labels | path | rows / step | s / context | one epoch (min) | speed-up vs per context |")
+    print("|---|---|---:|---:|---:|---:|")
+    base = {}
+    for label_mode, name, rows_step, spc, n in part2:
+        base.setdefault(label_mode, spc)
+        print(f"| {label_mode} ({n} contexts) | {name} | {rows_step:.0f} | {spc:.3f} | {spc * EPOCH_CONTEXTS / 60:.1f} "
+              f"| {base[label_mode] / spc:.2f}x |")
     return 0
 
 

@@ -80,8 +80,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
                    help="eval loss on the validation split each epoch (limited like the training data)")
     p.add_argument("--learning_rate", type=float, default=1e-4)
-    p.add_argument("--batch_size", type=int, default=None, help="rows (sft, default 32) or contexts (var, default 1)")
-    p.add_argument("--per_device_batch_size", type=int, default=None, help="micro-batch; the rest is accumulation")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="augmented (prompt, answer) rows per optimizer step, both recipes (default 32, the paper's); "
+                        "var takes whole contexts: round(rows / answers per context), at least one")
+    p.add_argument("--per_device_batch_size", type=int, default=None,
+                   help="rows per micro-batch (default: 8 on GPU / 4 on CPU for sft, the whole step for var); "
+                        "the rest is gradient accumulation")
+    p.add_argument("--group_by_passage", action="store_true",
+                   help="var only: batch contexts of one passage together (shuffled per epoch) so that their "
+                        "prompts share the passage text in one token trie (the speed option)")
     p.add_argument("--num_train_epochs", type=float, default=4)
     p.add_argument("--max_steps", type=int, default=-1, help="stop after N optimizer steps (-1: train by epochs)")
     p.add_argument("--seed", type=int, default=42)
@@ -127,17 +134,8 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
     InstructConfig(recipe=args.recipe, label_mode=args.label_mode, learning_rate=args.learning_rate,
                    batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
                    num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
-                   logging_steps=args.logging_steps, save_steps=args.save_steps).check()
-    if args.recipe == "sft":  # the same defaults as varylm_hf.sft.sft_config / train_instruct
-        import torch
-
-        total = args.batch_size or 32
-        per_device = args.per_device_batch_size or min(total, 8 if torch.cuda.is_available() else 4)
-    else:
-        total = args.batch_size or 1
-        per_device = args.per_device_batch_size or total
-    if total % per_device:
-        raise InputError(f"--batch_size {total} must be a multiple of --per_device_batch_size {per_device}")
+                   logging_steps=args.logging_steps, save_steps=args.save_steps,
+                   group_by_passage=args.group_by_passage).check()  # batch sizes too (sft.batch_rows)
     check_model_source(args.model_name_or_path)
     args.output_dir = args.output_dir or f"runs/instruct-{args.recipe}-{args.label_mode}"
     created = check_output_dir(args.output_dir)
@@ -215,6 +213,7 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
         logging_steps=args.logging_steps, save_steps=args.save_steps, base_model_id=base_id, split=args.split,
+        group_by_passage=args.group_by_passage,
         data="provo" + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
         extra={"model_source": args.model_name_or_path} if args.model_name_or_path == OFFLINE_MODEL else {},
     )

@@ -241,7 +241,7 @@ def test_var_units_hold_trl_tokens(tiny_chat_tokenizer):
             assert u["context_ids"] == p and w_ids == c
 
 
-@pytest.mark.parametrize("strategy", ["tree", "context"])
+@pytest.mark.parametrize("strategy", ["passage", "tree", "context"])
 def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, tiny_chat_tokenizer, strategy):
     pytest.importorskip("varylm_hf.scoring")
     tok = tiny_chat_tokenizer
@@ -269,14 +269,72 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     pytest.importorskip("varylm_hf.scoring")
     tok = tiny_chat_tokenizer
     before = _completion_nll(tiny_chat_llama, tok, RECORDS)
+    # 9 rows per step over contexts of 6 and 3 answers (mean 4.5): two whole contexts per step
     cfg = sft.InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, learning_rate=5e-2,
-                             batch_size=2, max_steps=8, logging_steps=1)
+                             batch_size=9, max_steps=8, logging_steps=1)
     trainer = sft.train_instruct(tiny_chat_llama, tok, RECORDS, RECORDS, cfg)
+    assert trainer.args.per_device_train_batch_size == 2 and trainer.args.gradient_accumulation_steps == 1
     assert sum("loss" in h for h in trainer.state.log_history) == 8
     assert any("eval_loss" in h for h in trainer.state.log_history)
     assert _completion_nll(trainer.model.eval(), tok, RECORDS) < before - 0.2
     run = json.loads((tmp_path / "var" / "varylm_run.json").read_text())
-    assert run["recipe"] == "var" and run["train_rows"] == 9 and run["hyperparameters"]["batch_unit"] == "contexts"
+    hp = run["hyperparameters"]
+    assert run["recipe"] == "var" and run["train_rows"] == 9
+    assert (hp["batch_size"], hp["batch_unit"], hp["contexts_per_micro_batch"]) == (9, "rows", 2)
+    assert "batch 9 rows" in (tmp_path / "var" / "README.md").read_text()
+
+
+def test_batch_unit_is_rows_in_both_recipes():
+    assert sft.batch_rows("sft", None, None, cuda=True) == (32, 8)
+    assert sft.batch_rows("var", None, None, cuda=True) == (32, 32)
+    assert sft.batch_rows("var", 64, 16) == (64, 16)
+    with pytest.raises(InputError, match="--batch_size 32 must be a multiple of --per_device_batch_size 5"):
+        sft.batch_rows("var", 32, 5)
+    # Provo-like contexts of ~40 answers: the paper's 32 rows are one whole context; one answer each: 32 contexts
+    assert sft.contexts_per_batch(32, [38, 41, 40]) == 1
+    assert sft.contexts_per_batch(32, [1] * 50) == 32
+    assert sft.contexts_per_batch(256, [40] * 10) == 6
+    with pytest.raises(InputError, match="no contexts"):
+        sft.contexts_per_batch(32, [])
+    with pytest.raises(InputError, match="--group_by_passage: only for --recipe var"):
+        sft.InstructConfig(recipe="sft", group_by_passage=True).check()
+
+
+def test_var_group_by_passage_batches_one_passage_at_a_time(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    from transformers import TrainingArguments
+
+    recs = [dict(RECORDS[i % 2], id=f"p{p}-{i}", passage_id=p, context=f"{RECORDS[i % 2]['context']} {p} {i}")
+            for p in (1, 2, 3) for i in range(4)]
+    units = sft.var_units(recs, tiny_chat_tokenizer)
+    assert [u["passage_id"] for u in units] == [p for p in (1, 2, 3) for _ in range(4)]
+    args = TrainingArguments(str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none",
+                             per_device_train_batch_size=4, seed=5)
+    orders = []
+    for epoch in (0, 1):
+        trainer = sft.VarSFTTrainer(model=tiny_chat_llama, args=args, train_dataset=sft.build_var_dataset(recs, tiny_chat_tokenizer),
+                                    group_by_passage=True)
+        sampler = trainer._get_train_sampler()
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        passages = [units[i]["passage_id"] for i in order]
+        assert [len(set(passages[k:k + 4])) for k in range(0, 12, 4)] == [1, 1, 1]  # each batch: one passage
+        assert sorted(order) == list(range(12)) and order != sorted(order)
+        orders.append(order)
+    assert orders[0] != orders[1]  # reshuffled per epoch
+
+
+def test_passage_trie_shares_the_prompt_across_contexts(tiny_chat_tokenizer):
+    """A batch of contexts of one passage costs fewer tokens as one trie than as one trie per context."""
+    from varylm_hf.scoring import _build_forest
+
+    recs = [dict(RECORDS[1], id=f"c{i}", context=" ".join("The cat sat on the mat and".split()[: 2 + i]))
+            for i in range(5)]
+    units = sft.var_units(recs, tiny_chat_tokenizer)
+    ctx, words = [u["context_ids"] for u in units], [u["word_ids"] for u in units]
+    merged = len(_build_forest(ctx, words, False, True)[0])
+    separate = len(_build_forest(ctx, words, False, False)[0])
+    prompt_tokens = sum(len(c) for c in ctx)
+    assert separate >= prompt_tokens and merged < separate - 3 * len(ctx[0]) // 2
 
 
 @pytest.mark.gguf

@@ -35,12 +35,16 @@ from pathlib import Path
 
 from .errors import InputError
 from .metrics import mean_sd
+from .sft import DEFAULT_BATCH_ROWS
 
 __all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells", "run_grid", "write_reports",
            "write_figures", "load_results"]
 
 CONDITIONS = ("base", "one_shot", "ft_corpus", "ft_majority", "ft_all", "oracle")
 EVAL_MODES = ("both", "exact", "sampled")
+#: Default batch of the pretrained style, in contexts per step (VarTrainer); the instruct style's default is
+#: :data:`varylm_hf.sft.DEFAULT_BATCH_ROWS` augmented rows, the unit of both instruct recipes.
+PRETRAINED_BATCH_CONTEXTS = 16
 LABEL_MODE = {"ft_corpus": "corpus", "ft_majority": "majority", "ft_all": "all"}
 DISPLAY = {
     "base": "Base",
@@ -68,7 +72,9 @@ class ReproduceConfig:
     Training: epochs (the length of the learning-rate schedule), stop_after_epoch (``{condition: epoch}``: stop
         that condition at the end of this epoch of the schedule, the point chosen on validation from a learning
         curve; ``{"*": epoch}`` for every condition; empty: train all epochs),
-        learning_rate, batch_size, limit_train (contexts; ``None``: all),
+        learning_rate, batch_size (``None``: 16 contexts per step for the pretrained style, whose word-level
+        loss batches contexts; 32 augmented rows for the instruct style, the unit of both instruct recipes,
+        :data:`varylm_hf.sft.BATCH_UNIT`), limit_train (contexts; ``None``: all),
         word_prob_definition, scoring_strategy, group_by_passage (``False``, the default: contexts
         shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
         and contexts within them shuffled per epoch -- the speed option of the ``passage`` strategy),
@@ -91,7 +97,7 @@ class ReproduceConfig:
     epochs: float = 3.0
     stop_after_epoch: dict[str, int] = field(default_factory=dict)
     learning_rate: float = 1e-5
-    batch_size: int = 16
+    batch_size: int | None = None
     limit_train: int | None = None
     eval_mode: str = "both"
     num_samples: int = 40
@@ -116,6 +122,10 @@ class ReproduceConfig:
             raise InputError("--conditions one_shot needs --style instruct (the 1-shot prompt is for instruction-tuned models)")
         if not self.seeds:
             raise InputError("--seeds: give at least one seed")
+        if self.batch_size is None:  # recorded resolved, so config.json names the batch actually used
+            self.batch_size = PRETRAINED_BATCH_CONTEXTS if self.style == "pretrained" else DEFAULT_BATCH_ROWS
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if any(k < 1 for k in self.ablation_ks):
             raise InputError(f"--ablation-ks must be positive integers, got {self.ablation_ks}")
         if self.eval_mode not in EVAL_MODES:
@@ -455,9 +465,12 @@ class ModelRunner:
                 num_train_epochs=cfg.epochs,
                 seed=cell.seed,
                 word_prob_definition=cfg.word_prob_definition,
+                group_by_passage=cfg.group_by_passage and cfg.recipe == "var",
             )
             curve = self._curve_callback(tokenizer, "instruction")
-            trainer = train_instruct(model, tokenizer, self.train, None, icfg, callbacks=[curve] if curve else None)
+            stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))
+            callbacks = [c for c in (curve, _stop_after(stop)) if c is not None]
+            trainer = train_instruct(model, tokenizer, self.train, None, icfg, callbacks=callbacks or None)
             model = trainer.model
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         model.eval()

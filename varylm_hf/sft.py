@@ -51,6 +51,8 @@ __all__ = [
     "make_sft_trainer",
     "chat_token_ids",
     "var_units",
+    "batch_rows",
+    "contexts_per_batch",
     "build_var_dataset",
     "var_sft_loss",
     "VarSFTTrainer",
@@ -65,6 +67,9 @@ logger = logging.getLogger(__name__)
 LABEL_MODES = ("all", "majority", "corpus")
 #: ``sft``: TRL SFTTrainer on augmented rows; ``var``: same objective, one row per context.
 RECIPES = ("sft", "var")
+#: The batch unit of both recipes: augmented (prompt, answer) rows per optimizer step; the paper's batch is 32.
+BATCH_UNIT = "rows"
+DEFAULT_BATCH_ROWS = 32
 #: Appendix B: LoRA on all attention and MLP projections.
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -349,11 +354,7 @@ def sft_config(
     from trl import SFTConfig
 
     cuda = _on_cuda()
-    per_device = per_device_batch_size or min(total_batch_size, 8 if cuda else 4)
-    if total_batch_size % per_device:
-        raise InputError(
-            f"`total_batch_size` ({total_batch_size}) must be a multiple of `per_device_batch_size` ({per_device})"
-        )
+    total_batch_size, per_device = batch_rows("sft", total_batch_size, per_device_batch_size, cuda=cuda)
     kwargs = dict(
         output_dir=output_dir,
         learning_rate=learning_rate,
@@ -441,8 +442,8 @@ def chat_token_ids(tokenizer, prompt: str, completion: str) -> tuple[list[int], 
 def var_units(records: Iterable[Mapping], tokenizer, label_mode: str = "all", max_length: int | None = 1024) -> list[dict]:
     """One scoring unit per context for ``recipe="var"``: the chat prompt once, each distinct answer once.
 
-    Each unit is ``{"id", "context_ids": [int], "word_ids": [[int]], "counts": [int]}`` where
-    ``word_ids`` are the completion tokens TRL would train on and ``counts`` the number of
+    Each unit is ``{"id", "passage_id", "context_ids": [int], "word_ids": [[int]], "counts": [int]}``
+    where ``word_ids`` are the completion tokens TRL would train on and ``counts`` the number of
     augmented rows of that answer. A context whose answers render different prompt prefixes
     (unusual templates) becomes several units, so the tokens stay identical to TRL's.
     Rows longer than ``max_length`` raise (TRL would truncate them).
@@ -455,7 +456,8 @@ def var_units(records: Iterable[Mapping], tokenizer, label_mode: str = "all", ma
             ctx, comp = chat_token_ids(tokenizer, prompt, word)
             if max_length is not None and len(ctx) + len(comp) > max_length:
                 raise InputError(f"record {rec['id']}: prompt + {word!r} is longer than max_length={max_length}")
-            unit = groups.setdefault(tuple(ctx), {"id": rec["id"], "context_ids": ctx, "word_ids": [], "counts": []})
+            unit = groups.setdefault(tuple(ctx), {"id": rec["id"], "passage_id": rec.get("passage_id"),
+                                                  "context_ids": ctx, "word_ids": [], "counts": []})
             unit["word_ids"].append(comp)
             unit["counts"].append(int(count))
         units.extend(groups.values())
@@ -472,13 +474,19 @@ def build_var_dataset(records: Iterable[Mapping], tokenizer, label_mode: str = "
     return Dataset.from_list(units)
 
 
-def var_sft_loss(model, batch: Mapping, *, normalize: str = "tokens", strategy: str = "tree"):
+def var_sft_loss(model, batch: Mapping, *, normalize: str = "tokens", strategy: str = "passage"):
     """The augmented-SFT loss of a batch of :func:`var_units`, with one branch per distinct answer.
 
     ``sum_u sum_w count(w) * -log q(completion_w | prompt_u)`` divided by the number of
     completion tokens of the equivalent augmented rows (``normalize="tokens"``, TRL's token
     mean over one batch) or by the number of rows (``"rows"``). Equals SFTTrainer's loss on
     all augmented rows of the same contexts in one batch. Returns ``(loss, n_rows)``.
+
+    ``strategy="passage"`` (default) scores the whole batch as one token trie: the chat prompts
+    of a batch share the system turn and the instruction, and prompts of one passage share the
+    passage text up to the shorter context, so each shared token is computed once; ``"tree"``
+    keeps one trie per context (no sharing across contexts), ``"context"`` one KV-cached forward
+    per context. All three give the same loss.
     """
     import torch
 
@@ -501,6 +509,46 @@ def _collate_units(features: list[dict]) -> dict:
     return {key: [f[key] for f in features] for key in ("context_ids", "word_ids", "counts")}
 
 
+def batch_rows(recipe: str, batch_size: int | None, per_device_batch_size: int | None,
+               cuda: bool | None = None) -> tuple[int, int]:
+    """``(rows per optimizer step, rows per device micro-batch)`` of either recipe, in augmented rows.
+
+    One unit for both recipes (:data:`BATCH_UNIT`): ``batch_size`` rows per step (default 32, the
+    paper's); the micro-batch defaults to 8 rows on CUDA and 4 on CPU for ``sft`` and to the whole
+    step for ``var`` (whose rows of one context cost one prompt); the rest is gradient accumulation.
+
+    >>> batch_rows("sft", None, None, cuda=False), batch_rows("var", 64, 32)
+    ((32, 4), (64, 32))
+    """
+    total = batch_size or DEFAULT_BATCH_ROWS
+    if per_device_batch_size:
+        per_device = per_device_batch_size
+    elif recipe == "sft":
+        per_device = min(total, 8 if (_on_cuda() if cuda is None else cuda) else 4)
+    else:
+        per_device = total
+    if total % per_device:
+        raise InputError(f"--batch_size {total} must be a multiple of --per_device_batch_size {per_device}")
+    return total, per_device
+
+
+def contexts_per_batch(rows: int, row_counts: Sequence[int]) -> int:
+    """Whole contexts per ``var`` micro-batch that hold ``rows`` augmented rows on average.
+
+    ``row_counts`` are the augmented rows of each context (its answer count); the result is
+    ``round(rows / mean row count)``, at least 1. A context's answers are never split across
+    batches: with Provo's ~40 answers per context the paper's 32 rows are one context per step,
+    and with one answer per context (majority, corpus) 32 contexts.
+
+    >>> contexts_per_batch(32, [40, 38, 42]), contexts_per_batch(32, [1, 1]), contexts_per_batch(256, [40] * 9)
+    (1, 32, 6)
+    """
+    if not row_counts:
+        raise InputError("no contexts to batch")
+    mean = sum(row_counts) / len(row_counts)
+    return max(1, round(rows / mean))
+
+
 def _var_trainer_class():
     from transformers import Trainer
 
@@ -509,11 +557,21 @@ def _var_trainer_class():
 
         loss_is_scaled_for_ga = False  # per-batch mean; Trainer divides by the accumulation steps
 
-        def __init__(self, *args, normalize: str = "tokens", strategy: str = "tree", **kwargs):
+        def __init__(self, *args, normalize: str = "tokens", strategy: str = "passage", group_by_passage: bool = False,
+                     **kwargs):
             kwargs.setdefault("data_collator", _collate_units)
             super().__init__(*args, **kwargs)
             self.var_normalize = normalize
             self.var_strategy = strategy
+            self.group_by_passage = group_by_passage
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.group_by_passage:  # contexts of one passage together: their prompts share the passage text
+                from .trainer import PassageGroupedSampler
+
+                dataset = train_dataset if train_dataset is not None else self.train_dataset
+                return PassageGroupedSampler(list(dataset["passage_id"]), seed=self.args.data_seed or self.args.seed)
+            return super()._get_train_sampler(train_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, _ = var_sft_loss(model, inputs, normalize=self.var_normalize, strategy=self.var_strategy)
@@ -533,7 +591,9 @@ def VarSFTTrainer(*args, **kwargs):  # noqa: N802 - a class factory keeps transf
     """Build the ``recipe="var"`` trainer: a :class:`transformers.Trainer` whose loss is :func:`var_sft_loss`.
 
     Needs ``TrainingArguments(remove_unused_columns=False)`` and a dataset from
-    :func:`build_var_dataset`; extra keywords ``normalize`` and ``strategy`` go to the loss.
+    :func:`build_var_dataset`; extra keywords ``normalize`` and ``strategy`` go to the loss, and
+    ``group_by_passage=True`` batches contexts of one passage together (passages and the contexts
+    within them shuffled per epoch) so that the ``passage`` trie shares their passage text.
     """
     return _var_trainer_class()(*args, **kwargs)
 
@@ -545,8 +605,12 @@ def VarSFTTrainer(*args, **kwargs):  # noqa: N802 - a class factory keeps transf
 class InstructConfig:
     """Everything :func:`train_instruct` needs besides model and data. Defaults: the paper's Mistral run.
 
-    ``batch_size`` counts augmented rows for ``recipe="sft"`` (default 32) and contexts for
-    ``recipe="var"`` (default 1, i.e. ~40 rows: one context carries all of its answers).
+    ``batch_size`` and ``per_device_batch_size`` count augmented (prompt, answer) rows in both recipes
+    (default 32 per step, the paper's; :func:`batch_rows`). ``recipe="var"`` keeps a context's answers
+    together and takes :func:`contexts_per_batch` whole contexts per micro-batch (Provo: one context of
+    ~40 answers for the paper's 32 rows). ``group_by_passage`` (``var`` only) batches contexts of one
+    passage together, shuffled per epoch: the speed option of the shared trie (the default, as the
+    paper, shuffles contexts freely).
     """
 
     output_dir: str = "runs/instruct"
@@ -564,6 +628,7 @@ class InstructConfig:
     lora_dropout: float = 0.05
     logging_steps: int = 10
     save_steps: int = 0  # a resumable checkpoint-N every N optimizer steps (0: none)
+    group_by_passage: bool = False
     base_model_id: str | None = None
     word_prob_definition: str = "paper"
     split: str = "paper"
@@ -590,6 +655,9 @@ class InstructConfig:
             raise InputError(f"--logging_steps {self.logging_steps}: must be >= 1")
         if self.save_steps < 0:
             raise InputError(f"--save_steps {self.save_steps}: must be >= 0 (0: no checkpoints)")
+        if self.group_by_passage and self.recipe != "var":
+            raise InputError("--group_by_passage: only for --recipe var (TRL's SFTTrainer shuffles rows itself)")
+        batch_rows(self.recipe, self.batch_size, self.per_device_batch_size)
 
 
 def train_instruct(model, tokenizer, train_records, eval_records=None, config: InstructConfig | None = None,
@@ -635,11 +703,12 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         save_strategy="steps" if config.save_steps else "no",
         **({"save_steps": config.save_steps} if config.save_steps else {}),
     )
+    total, per_device = batch_rows(config.recipe, config.batch_size, config.per_device_batch_size)
     if config.recipe == "sft":
         args = sft_config(
             config.output_dir,
-            total_batch_size=config.batch_size or 32,
-            per_device_batch_size=config.per_device_batch_size,
+            total_batch_size=total,
+            per_device_batch_size=per_device,
             **common,
         )
         train_ds = build_sft_dataset(train_records, config.label_mode)
@@ -650,15 +719,15 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
     else:
         from transformers import TrainingArguments
 
-        total = config.batch_size or 1
-        per_device = config.per_device_batch_size or total
-        if total % per_device:
-            raise InputError(f"--batch_size {total} must be a multiple of --per_device_batch_size {per_device}")
+        train_ds = build_var_dataset(train_records, tokenizer, config.label_mode)
+        eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
+        per_contexts = contexts_per_batch(per_device, [sum(c) for c in train_ds["counts"]])
+        config = dataclasses.replace(config, extra={**config.extra, "contexts_per_micro_batch": per_contexts})
         cuda = _on_cuda()
         args = TrainingArguments(
             output_dir=config.output_dir,
-            per_device_train_batch_size=per_device,
-            per_device_eval_batch_size=per_device,
+            per_device_train_batch_size=per_contexts,
+            per_device_eval_batch_size=per_contexts,
             gradient_accumulation_steps=total // per_device,
             data_seed=config.seed,
             bf16=cuda and _bf16_ok(),
@@ -667,12 +736,11 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
             report_to="none",
             **common,
         )
-        train_ds = build_var_dataset(train_records, tokenizer, config.label_mode)
-        eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
         if not hasattr(model, "peft_config"):
             model = get_peft_model(model, peft_cfg)
         detach_hub_token(args)
-        trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks)
+        trainer = VarSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks,
+                                group_by_passage=config.group_by_passage)
     if in_4bit:
         cast_trainable_to_compute_dtype(trainer.model)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -685,8 +753,12 @@ def _hyperparameters(config: InstructConfig) -> dict:
     keys = ("learning_rate", "batch_size", "per_device_batch_size", "num_train_epochs", "max_steps", "qlora",
             "lora_r", "lora_alpha", "lora_dropout")
     hp = {k: getattr(config, k) for k in keys}
-    hp["batch_size"] = config.batch_size or (32 if config.recipe == "sft" else 1)
-    hp["batch_unit"] = "rows" if config.recipe == "sft" else "contexts"
+    hp["batch_size"], hp["per_device_batch_size"] = batch_rows(config.recipe, config.batch_size,
+                                                               config.per_device_batch_size)
+    hp["batch_unit"] = BATCH_UNIT
+    if config.recipe == "var":
+        hp["contexts_per_micro_batch"] = (config.extra or {}).get("contexts_per_micro_batch")
+        hp["group_by_passage"] = config.group_by_passage
     hp["lora_target_modules"] = list(LORA_TARGET_MODULES)
     return hp
 

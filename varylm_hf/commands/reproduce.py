@@ -34,7 +34,8 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         + (f" (default: {' '.join(f'{k}={v}' for k, v in defaults.stop_after_epoch.items())})"
                            if defaults.stop_after_epoch else ""))
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="contexts per step (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="per optimizer step: contexts for --style pretrained (default 16), augmented (prompt, answer) "
+                        "rows for --style instruct, both recipes (default 32, the paper's)")
     parser.add_argument("--limit-train", type=limit_type, default=defaults.limit_train,
                         help=f"use the first N training contexts, 0: all (default: {defaults.limit_train or 'all'})")
     parser.add_argument("--eval-mode", choices=EVAL_MODES, default=defaults.eval_mode,
