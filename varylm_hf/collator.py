@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import label_distribution
+from .data import LABEL_MODES, label_distribution
 from .errors import InputError
 from .scoring import encode_batch
 
@@ -60,7 +60,7 @@ class VarCollator:
             return hit
         if "context" not in record:
             raise InputError(f"record {rid}: missing field 'context' (expected a cloze record, see varylm_hf.data)")
-        if self.label_mode in ("all", "sample_k") and not record.get("answers"):
+        if LABEL_MODES[self.label_mode].needs_answers and not record.get("answers"):
             raise InputError(f"record {rid}: no answers; drop it or use label_mode='corpus'")
         dist = label_distribution(record, self.label_mode, k=self.label_k, seed=self.seed)
         words = [w for w, _ in dist]

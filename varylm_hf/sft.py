@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data.labels import label_distribution
+from .data.labels import LABEL_MODES as _ALL_LABEL_MODES
+from .data.labels import label_counts
 from .errors import InputError
 from .prompts import chat_messages, instruction_prompt, one_shot_example
 from .secrets import detach_hub_token
@@ -63,8 +64,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Which human data becomes completions: every answer (count times), the majority answer, the corpus word.
-LABEL_MODES = ("all", "majority", "corpus")
+#: Which human data becomes completions (count times each): the label views of
+#: :data:`varylm_hf.data.LABEL_MODES` that need no ``k`` (every answer, the majority answer, the corpus word...).
+LABEL_MODES = tuple(name for name, view in _ALL_LABEL_MODES.items() if not view.needs_k)
 #: ``sft``: TRL SFTTrainer on augmented rows; ``var``: same objective, one row per context.
 RECIPES = ("sft", "var")
 #: The batch unit of both recipes: augmented (prompt, answer) rows per optimizer step; the paper's batch is 32.
@@ -75,23 +77,6 @@ LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 
 
 # --------------------------------------------------------------------------- data
-
-
-def label_counts(record: Mapping, label_mode: str = "all") -> list[tuple[str, int]]:
-    """The (completion word, number of augmented rows) pairs of one cloze record.
-
-    ``all``: every human answer with its count; ``majority``: the majority answer once;
-    ``corpus``: the original corpus word once, normalised as the human answers are (``"Apple"`` -> ``"apple"``).
-    """
-    if label_mode == "all":
-        pairs = [(a["word"], int(a["count"])) for a in record["answers"] if int(a["count"]) > 0]
-    elif label_mode in ("majority", "corpus"):  # normalised like the human answers (label_distribution)
-        pairs = [(label_distribution(dict(record), label_mode)[0][0], 1)]
-    else:
-        raise InputError(f"label_mode={label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
-    if not pairs or any(not w for w, _ in pairs):
-        raise InputError(f"record {record.get('id', '?')}: no usable {label_mode} answer")
-    return pairs
 
 
 def sft_rows(records: Iterable[Mapping], label_mode: str = "all") -> list[dict]:
@@ -639,8 +624,10 @@ class InstructConfig:
         """Raise :class:`InputError` on a bad value."""
         if self.recipe not in RECIPES:
             raise InputError(f"--recipe {self.recipe}: expected one of {', '.join(RECIPES)}")
-        if self.label_mode not in LABEL_MODES:
-            raise InputError(f"--label_mode {self.label_mode}: expected one of {', '.join(LABEL_MODES)}")
+        view = _ALL_LABEL_MODES.get(self.label_mode)
+        if view is None or view.needs_k:  # the registry, read now: a view registered after import counts
+            names = [n for n, v in _ALL_LABEL_MODES.items() if not v.needs_k]
+            raise InputError(f"--label_mode {self.label_mode}: expected one of {', '.join(names)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"--batch_size {self.batch_size}: must be >= 1")
         import math

@@ -81,8 +81,9 @@ class VarTrainingArguments(TrainingArguments):
     default optimiser `adamw_torch` with `weight_decay=0` is Adam, as in the paper.
     """
 
-    label_mode: str = field(default="all", metadata={"help": "Label view of the human answers.",
-                                                     "choices": list(LABEL_MODES)})
+    label_mode: str = field(default="all", metadata={
+        "help": "Label view of the human answers: " + "; ".join(f"{m.name}: {m.description}" for m in LABEL_MODES.values()),
+        "choices": list(LABEL_MODES)})
     label_k: int | None = field(default=None, metadata={"help": "Answers drawn per context for label_mode=sample_k."})
     word_prob_definition: str = field(default="paper", metadata={
         "help": "Word probability: paper (product of token probabilities) or eow (times P(next token ends the word)).",
@@ -111,8 +112,8 @@ class VarTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.label_mode not in LABEL_MODES:
             raise InputError(f"`label_mode`={self.label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
-        if self.label_mode == "sample_k" and (not isinstance(self.label_k, int) or self.label_k < 1):
-            raise InputError("`label_mode`='sample_k' needs `label_k`, a positive integer")
+        if LABEL_MODES[self.label_mode].needs_k and (not isinstance(self.label_k, int) or self.label_k < 1):
+            raise InputError(f"`label_mode`={self.label_mode!r} needs `label_k`, a positive integer")
         if self.word_prob_definition not in DEFINITIONS:
             raise InputError(f"`word_prob_definition`={self.word_prob_definition!r}: expected one of "
                              f"{', '.join(DEFINITIONS)}")
@@ -265,10 +266,8 @@ def write_model_card(output_dir, args: VarTrainingArguments, *, base_model: str,
                      num_train_contexts: int | None = None, first_token: str | None = None) -> Path:
     """Write ``output_dir/README.md``: a model card saying how the model was trained."""
     cfg = _var_config(args)
-    target = {"corpus": "the original corpus word (one-hot, 'FT orig')",
-              "majority": "the majority human answer (one-hot, 'FT maj')",
-              "all": "the full human answer distribution ('FT mul. labels')",
-              "sample_k": f"{args.label_k} human answers sampled per context"}[args.label_mode]
+    view = LABEL_MODES[args.label_mode]
+    target = view.description + (f", k = {args.label_k}" if view.needs_k else "")
     metric_lines = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                              for k, v in sorted((metrics or {}).items()))
     hyper = "\n".join(f"| {k} | {v} |" for k, v in cfg.items())
