@@ -243,6 +243,20 @@ _ST_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0"
 _ST_MAX_HEADER = 100 * 1024 * 1024
 
 
+@contextmanager
+def _read_weights(path: str | os.PathLike, name: str):
+    """Open the weight file ``path`` for reading: yields ``(file, size in bytes)``.
+
+    An ``OSError`` (missing, unreadable, a read that fails) becomes an :class:`InputError` naming ``name``.
+    """
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as fh:
+            yield fh, size
+    except OSError as err:
+        raise InputError(f"{name}: cannot read it ({err.strerror or err})") from None
+
+
 def check_safetensors(path: str | os.PathLike, what: str | None = None) -> None:
     """Raise :class:`InputError` unless ``path`` is a complete safetensors file.
 
@@ -253,19 +267,15 @@ def check_safetensors(path: str | os.PathLike, what: str | None = None) -> None:
     """
     path = Path(path)
     name = what or str(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise InputError(f"{name}: not a complete safetensors file ({size} bytes, shorter than its 8-byte header length)")
-            (n,) = struct.unpack("<Q", head)
-            if n > _ST_MAX_HEADER or 8 + n > size:
-                raise InputError(f"{name}: not a complete safetensors file (header of {n} bytes in a {size}-byte file; "
-                                 "truncated or not safetensors)")
-            raw = fh.read(n)
-    except OSError as err:
-        raise InputError(f"{name}: cannot read it ({err.strerror or err})") from None
+    with _read_weights(path, name) as (fh, size):
+        head = fh.read(8)
+        if len(head) < 8:
+            raise InputError(f"{name}: not a complete safetensors file ({size} bytes, shorter than its 8-byte header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > _ST_MAX_HEADER or 8 + n > size:
+            raise InputError(f"{name}: not a complete safetensors file (header of {n} bytes in a {size}-byte file; "
+                             "truncated or not safetensors)")
+        raw = fh.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -297,12 +307,8 @@ def check_gguf(path: str | os.PathLike, what: str | None = None) -> None:
     """Raise :class:`InputError` unless ``path`` is a complete GGUF file (magic, metadata, all tensor data)."""
     path = Path(path)
     name = what or str(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except OSError as err:
-        raise InputError(f"{name}: cannot read it ({err.strerror or err})") from None
+    with _read_weights(path, name) as (fh, size):
+        magic = fh.read(4)
     if magic != b"GGUF":
         raise InputError(f"{name}: not a GGUF file (it does not start with 'GGUF')")
     try:

@@ -204,6 +204,21 @@ def _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p,
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
 
 
+def _encode_for_sampling(model, tokenizer, contexts, prompt, one_shot_example, max_new_tokens, bos):
+    """Prompts of both samplers: ``(style, encoded prompts, eos ids, pad id)``.
+
+    The prompts are cut to leave ``max_new_tokens`` positions (:func:`_fit_positions`); the pad id
+    is the tokenizer's, else the smallest EOS id, else 0.
+    """
+    style = resolve_prompt_style(tokenizer, prompt)
+    prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
+    encoded = _fit_positions(model, encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos),
+                             max_new_tokens, keep_first=style == "plain")
+    eos = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    return style, encoded, eos, pad_id
+
+
 def sample_next_words(
     model,
     tokenizer,
@@ -251,15 +266,11 @@ def sample_next_words(
     import torch
 
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
-    style = resolve_prompt_style(tokenizer, prompt)
-    prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = _fit_positions(model, encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos),
-                             max_new_tokens, keep_first=style == "plain")
-    eos = _eos_ids(model, tokenizer)
+    style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, prompt, one_shot_example,
+                                                       max_new_tokens, bos)
     spec = _Decoding(
         tokenizer=tokenizer, num_samples=num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
-        top_k=top_k, top_p=top_p, eos=eos, device=next(model.parameters()).device,
-        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0),
+        top_k=top_k, top_p=top_p, eos=eos, device=next(model.parameters()).device, pad_id=pad_id,
         rule=word_rule_for(normalizer, word_rule), lead=lead_of(style != "plain"),
     )
     device = spec.device
@@ -410,12 +421,8 @@ def naive_sample_next_words(
     import torch
 
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
-    style = resolve_prompt_style(tokenizer, prompt)
-    prompts = build_prompts(tokenizer, contexts, style, one_shot_example)
-    encoded = _fit_positions(model, encode_prompts(tokenizer, prompts, chat=style != "plain", bos=bos),
-                             max_new_tokens, keep_first=style == "plain")
-    eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, prompt, one_shot_example,
+                                                       max_new_tokens, bos)
     device = next(model.parameters()).device
     rule, chat = word_rule_for(normalizer, word_rule), style != "plain"
     results = []

@@ -41,6 +41,14 @@ def _float(text: str) -> float:
     return value
 
 
+def _checked(text: str, parse, ok, rule: str):
+    """``parse(text)`` if ``ok`` holds for it, else an ``ArgumentTypeError`` saying it ``must be {rule}``."""
+    value = parse(text)
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """A finite number (``nan``/``inf`` refused)."""
     return _float(text)
@@ -48,58 +56,37 @@ def finite_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     """A finite number > 0."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+    return _checked(text, _float, lambda v: v > 0, "> 0")
 
 
 def fraction(text: str) -> float:
     """A fraction strictly between 0 and 1."""
-    value = _float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
-    return value
+    return _checked(text, _float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
 
 
 def top_p(text: str) -> float:
     """A nucleus mass in (0, 1]."""
-    value = _float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return value
+    return _checked(text, _float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+    return _checked(text, _int, lambda v: v >= 1, ">= 1")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _checked(text, _int, lambda v: v >= 0, ">= 0")
 
 
 def limit(text: str) -> int:
     """A number of contexts: an integer >= 0, where 0 means all (the same in every command)."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0 means all), got {text!r}")
-    return value
+    return _checked(text, _int, lambda v: v >= 0, ">= 0 (0 means all)")
 
 
 def seed(text: str) -> int:
     """A random seed: an integer in [0, 2**32 - 1]."""
-    value = _int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}")
-    return value
+    return _checked(text, _int, lambda v: 0 <= v <= MAX_SEED, "an integer in [0, 2**32 - 1]")
 
 
 def check_out_writable(path, flag: str = "--out") -> None:
