@@ -170,6 +170,30 @@ _END_MASKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _SPACE_MARKERS = ("\u0120", "\u010a", "\u0109", "\u010d", "\u2581")  # Ġ Ċ ĉ č ▁ (space/newline/tab)
 
 
+def _class_log_mass(logp_rows: torch.Tensor, weights: torch.Tensor, cls: torch.Tensor, rows=None) -> torch.Tensor:
+    """``log sum_v weights[cls[i], v] * p(v | row rows[i])`` for each i: one ``(N, V) @ (V, C)`` product.
+
+    ``weights`` (C, V) boolean or float; ``rows`` (default ``range(len(cls))``) picks the row of each i.
+    """
+    device = logp_rows.device
+    w = weights.to(device=device, dtype=torch.float32)
+    idx = torch.arange(len(cls), device=device) if rows is None else torch.as_tensor(rows, dtype=torch.long,
+                                                                                      device=device)
+    used = torch.unique(idx)
+    if len(used) < logp_rows.shape[0] // 2:  # few rows needed: do not exponentiate the others
+        probs = logp_rows[used].float().exp()
+        idx = torch.searchsorted(used, idx)
+    else:
+        probs = logp_rows.float().exp()
+    mass = (probs @ w.T)[idx, cls]
+    out = torch.log(mass)
+    tiny = mass <= 0
+    if bool(tiny.any()):  # underflow: the exact masked log-sum-exp for those few rows
+        sub = logp_rows[torch.as_tensor(rows, device=device)[tiny] if rows is not None else tiny.nonzero()[:, 0]]
+        out[tiny] = torch.logsumexp(sub.float() + torch.log(w[cls[tiny]]), dim=-1)
+    return out
+
+
 @dataclass(frozen=True)
 class WordEnd:
     """Which next tokens end a word, derived from a :class:`~varylm_hf.data.words.WordRule`.
@@ -196,12 +220,16 @@ class WordEnd:
         cls[:m] = self.token_class[:m]
         return WordEnd(masks, cls)
 
-    def term(self, logp_rows: torch.Tensor, last_tokens) -> torch.Tensor:
-        """``log P(next token ends the word)`` for each row of ``logp_rows`` (E, V), given each word's last token."""
+    def term(self, logp_rows: torch.Tensor, last_tokens, rows=None) -> torch.Tensor:
+        """``log P(next token ends the word)`` per word, given each word's last token.
+
+        ``logp_rows`` (N, V) are log-probabilities; the word ``i`` reads row ``rows[i]`` (default: row ``i``).
+        The end mass of every row and class is one product ``exp(logp) @ masks.T`` (no (E, V) copy or
+        masked fill); a mass that underflows to 0 is recomputed as a masked log-sum-exp.
+        """
         device = logp_rows.device
         cls = self.token_class.to(device)[torch.as_tensor(last_tokens, dtype=torch.long, device=device)]  # (E,)
-        allowed = self.masks.to(device)[cls]  # (E, V)
-        return torch.logsumexp(logp_rows.masked_fill(~allowed, float("-inf")), dim=-1)
+        return _class_log_mass(logp_rows, self.masks, cls, rows)
 
 
 def _as_word_end(value) -> WordEnd:
@@ -285,11 +313,11 @@ class WordBegin:
         b[:m] = self.is_bow[:m]
         return WordBegin(w, b)
 
-    def term(self, logp_rows: torch.Tensor, classes) -> torch.Tensor:
-        """``log sum_v weight[class, v] p(v)`` for each row of ``logp_rows`` (E, V)."""
+    def term(self, logp_rows: torch.Tensor, classes, rows=None) -> torch.Tensor:
+        """``log sum_v weight[class, v] p(v)`` per word; the word ``i`` reads row ``rows[i]`` (default ``i``)."""
         device = logp_rows.device
-        w = self.weights.to(device)[torch.as_tensor(classes, dtype=torch.long, device=device)]
-        return torch.log((w * logp_rows.exp()).sum(-1))
+        return _class_log_mass(logp_rows, self.weights, torch.as_tensor(classes, dtype=torch.long, device=device),
+                               rows)
 
     def classes(self, first_tokens, text_start) -> list[int]:
         """Row of :attr:`weights` per word: 1 for a first word of a text whose first token is not space-marked."""
@@ -442,18 +470,16 @@ def _gather(logp_rows, q_row, q_tok, q_word, n_words, eow_rows, eow_word, word_e
         first: dict = {}
         for r, w in zip(q_row, q_word):
             first.setdefault(w, r)
-        rows = torch.tensor([first[k] for k in range(n_words)], device=like.device)
-        out = out - begin.term(logp_rows[rows], begin_cls)
+        out = out - begin.term(logp_rows, begin_cls, rows=[first[k] for k in range(n_words)])
     if q_row:
         rows = torch.tensor(q_row, device=like.device)
         toks = torch.tensor(q_tok, device=like.device)
         out = out.index_add(0, torch.tensor(q_word, device=like.device), logp_rows[rows, toks])
     if eow_rows:
-        lp = logp_rows[torch.tensor(eow_rows, device=like.device)]  # (E, V)
         last = {}
         for w, t in zip(q_word, q_tok):
             last[w] = t
-        term = word_end.term(lp, [last[w] for w in eow_word])
+        term = word_end.term(logp_rows, [last[w] for w in eow_word], rows=eow_rows)
         out = out.index_add(0, torch.tensor(eow_word, device=like.device), term)
     return out
 
