@@ -19,6 +19,11 @@ Defaults are the paper's GPT-2 configuration: ``gpt2``, Adam, lr 1e-5, 16 contex
     # data-parallel (2 CPU processes): torchrun --nproc_per_node 2 examples/train_gpt2.py ...
     # a YAML file with the same keys: python examples/train_gpt2.py config.yaml
 
+    # share it on the Hub: the model, varylm's model card and varylm_run.json, as `varylm push` uploads them
+    # (one commit at the end of training; checkpoints and pickles stay local; the token comes from HF_TOKEN,
+    # `hf auth login` or --hub_token and is never written to a file)
+    python examples/train_gpt2.py --dataset me/provo_cloze --push_to_hub --hub_model_id me/gpt2-provo-var
+
     # resume after a crash or kill -9: the same command plus --resume_from_checkpoint last (the newest
     # complete checkpoint-N in --output_dir; checkpoints every --save_steps N with --save_strategy steps)
     # or --resume_from_checkpoint runs/gpt2-var/checkpoint-500. Resuming gives the same weights as an
@@ -30,6 +35,15 @@ unreadable or invalid YAML file...) stop before anything is loaded or created: o
 
 Writes to ``--output_dir``: model (safetensors), tokenizer, ``varylm_run.json`` and a model card
 ``README.md`` that says how the model was trained.
+
+``--push_to_hub`` (repo ``--hub_model_id``, default ``<your namespace>/<output_dir name>``) does not use the
+Trainer's push, which uploads the Trainer's own card and the ``training_args.bin`` pickle at every save: after
+the run is saved, :func:`varylm_hf.hub.push_model` uploads the folder in one commit, exactly as ``varylm push
+OUTPUT_DIR REPO_ID`` would (varylm's model card, ``varylm_run.json``, safetensors weights, tokenizer; no
+checkpoints, no pickles; secrets redacted). The token and the repo name are checked before the model is
+loaded. ``--hub_strategy checkpoint|all_checkpoints`` and ``--hub_revision`` are refused (varylm pushes the
+final model to ``main``). The base model must be a Hub id: when ``--model_name_or_path`` is a local folder,
+name its Hub id with ``--base_model_id``.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ from transformers import HfArgumentParser  # noqa: E402
 
 from varylm_hf.data import load_cloze_dataset, load_provo, split_records  # noqa: E402
 from varylm_hf.errors import InputError, VarylmError  # noqa: E402
+from varylm_hf.hub import HubError, check_hub_id, push_model, resolve_repo_id  # noqa: E402
 from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer  # noqa: E402
 from varylm_hf.run_folders import check_output_dir, checkpoint_step, remove_empty_tree, resolve_resume  # noqa: E402
 from varylm_hf.trainer import VarTrainingArguments, save_var_run, train_var  # noqa: E402
@@ -69,6 +84,10 @@ class ScriptArguments:
         "help": "A cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
                 "varylm/provo_cloze (its train/validation splits). Default: the Provo norms shipped in varylm-hf."})
     split: str = field(default="paper", metadata={"help": "Passage split of the packaged Provo norms (without --dataset)."})
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "Hub id of the weights in --model_name_or_path, recorded as the base model in varylm_run.json and "
+                "the model card (default: --model_name_or_path itself; needed with --push_to_hub when it is a "
+                "local folder)."})
     max_train_contexts: int | None = field(default=None, metadata={
         "help": "Use only the first N training contexts (0 or unset: all of them; negative: an error)."})
     max_eval_contexts: int | None = field(default=None, metadata={
@@ -193,9 +212,57 @@ def check_arguments(script: ScriptArguments, args: VarTrainingArguments) -> Path
         if value is not None and value < 0:
             raise InputError(f"--{name} {value}: must be >= 0 (0 means all contexts)")
     check_model_source(script.model_name_or_path, script.gguf_file)
+    if args.push_to_hub:
+        check_push_arguments(script, args)
     created = check_output_dir(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     return created
+
+
+def base_model_id(script: ScriptArguments) -> str:
+    """The base model as varylm_run.json and the card record it (the offline GGUF alias -> its Hub id)."""
+    if script.base_model_id:
+        return script.base_model_id
+    return OFFLINE_MODEL_HUB_ID if script.model_name_or_path == OFFLINE_MODEL else script.model_name_or_path
+
+
+def check_push_arguments(script: ScriptArguments, args: VarTrainingArguments) -> None:
+    """What ``--push_to_hub`` needs, checked offline before anything is loaded (the token is checked in main)."""
+    strategy = getattr(args.hub_strategy, "value", args.hub_strategy)
+    if strategy in ("checkpoint", "all_checkpoints"):
+        raise InputError(f"--hub_strategy {strategy}: varylm pushes the final model once, as `varylm push` does "
+                         "(checkpoints hold optimizer pickles and stay local); use every_save or end")
+    if args.hub_revision:
+        raise InputError(f"--hub_revision {args.hub_revision}: not supported with varylm's push (it commits to main)")
+    if args.hub_model_id:
+        check_hub_id(args.hub_model_id, "--hub_model_id")
+    try:
+        check_hub_id(base_model_id(script), "base model")
+    except InputError:
+        flag = "--base_model_id" if script.base_model_id else "--model_name_or_path"
+        raise InputError(f"{flag} {base_model_id(script)}: --push_to_hub names the base model on the Hub by its id; "
+                         "pass --base_model_id NAMESPACE/NAME (the Hub id of the same weights)") from None
+
+
+def _dataset_id(script: ScriptArguments) -> str | None:
+    """``--dataset`` when it is a Hub id (recorded in varylm_run.json for the card); None for folders."""
+    name = script.dataset
+    if not name or Path(name).is_dir() or name.count("/") != 1:
+        return None
+    return name
+
+
+def push_run(output_dir, repo_id: str, args: VarTrainingArguments, token: str | None):
+    """Upload the saved run with :func:`varylm_hf.hub.push_model` (what ``varylm push OUTPUT_DIR REPO_ID`` does)."""
+    try:
+        result = push_model(output_dir, repo_id, private=args.hub_private_repo, token=token,
+                            commit_message="End of training (examples/train_gpt2.py)")
+    except HubError as err:  # the run is saved: say how to push it again
+        raise HubError(f"{err} (the run is saved in {output_dir}: push it with `varylm push {output_dir} "
+                       f"{repo_id}`)") from err
+    print(f"pushed {output_dir} -> {result.url} (commit {result.commit[:12]}, {len(result.files)} files: model, "
+          "varylm model card, varylm_run.json, tokenizer)", flush=True)
+    return result
 
 
 def _load_model(script: ScriptArguments, args: VarTrainingArguments):
@@ -218,9 +285,17 @@ def _is_main_process() -> bool:
 
 def main(script: ScriptArguments, args: VarTrainingArguments, command: str | None = None):
     """Check the arguments, load data and model, train with L_Var (resuming when asked), save model +
-    tokenizer + run config + card. A run that fails before writing anything leaves no folder behind."""
+    tokenizer + run config + card, and push them with varylm's push when ``--push_to_hub``.
+
+    A run that fails before writing anything leaves no folder behind."""
     created = check_arguments(script, args)
+    # varylm pushes the saved run itself (push_run); the Trainer's push would upload its own card and pickles
+    push_to_hub, args.push_to_hub = args.push_to_hub, False
+    token = args.hub_token  # kept in memory only; VarTrainer moves it out of args (never pickled)
+    repo_id = None
     try:
+        if push_to_hub and _is_main_process():  # a missing or refused token fails now, not after training
+            repo_id = resolve_repo_id(args.hub_model_id or Path(args.output_dir).absolute().name, token=token)
         splits = load_cloze_dataset(script.dataset) if script.dataset else split_records(load_provo(), script.split)
         train, evals = splits["train"], splits["validation"]
         if script.max_train_contexts:
@@ -232,12 +307,14 @@ def main(script: ScriptArguments, args: VarTrainingArguments, command: str | Non
             step = checkpoint_step(Path(args.resume_from_checkpoint))
             print(f"resuming from {args.resume_from_checkpoint} (global step {step})", flush=True)
         trainer = train_var(model, tokenizer, train, evals, args, resume_from_checkpoint=args.resume_from_checkpoint)
-        base = OFFLINE_MODEL_HUB_ID if script.model_name_or_path == OFFLINE_MODEL else script.model_name_or_path
-        save_var_run(trainer, args.output_dir, base_model=base, split=script.split, command=command,
-                     extra_config={"script": vars(script)})
+        extra = {"script": vars(script), "dataset": _dataset_id(script), "hub_model_id": repo_id}
+        save_var_run(trainer, args.output_dir, base_model=base_model_id(script), split=script.split, command=command,
+                     extra_config={k: v for k, v in extra.items() if v is not None})
     except BaseException:
         remove_empty_tree(created)
         raise
+    if repo_id is not None and trainer.is_world_process_zero():
+        push_run(args.output_dir, repo_id, args, token)
     return trainer
 
 
@@ -250,6 +327,9 @@ def run(argv: list[str] | None = None) -> int:
     try:
         script_args, training_args = parse_arguments(make_parser(), argv)
         main(script_args, training_args, command="python examples/train_gpt2.py " + shlex.join(argv))
+    except HubError as err:  # no/refused token, Hub unreachable: one line, as `varylm push` says it
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
     except (InputError, UsageError) as err:
         message = _one_line(err)
         if yaml_file and not message.startswith(yaml_file):  # the bad value came from that file

@@ -7,7 +7,10 @@
 * :func:`push_dataset` — a dataset folder in the Hub layout (``varylm data build``) -> dataset repo;
 * :func:`push_metric` — an ``evaluate`` module folder (``metrics/tvd``) -> Space (``space_sdk="gradio"``)
   so that ``evaluate.load("<namespace>/tvd")`` works;
-* :func:`pull` — download a repo (any revision) and return the local folder.
+* :func:`push_eval_summary` — put an evaluation (``summary.json`` of ``varylm eval run``) into the card of a
+  model or adapter repo already on the Hub, without downloading or re-uploading its weights;
+* :func:`pull` — download a repo (any revision) and return the local folder;
+* :func:`resolve_repo_id` — ``name`` -> ``<your namespace>/name`` (as ``Trainer`` names its repo).
 
 Nothing in the local folder is ever modified: the model card (and a fixed ``adapter_config.json``,
 when asked for) are uploaded from memory.
@@ -64,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import check_safetensors
+from .data.labels import LABEL_MODES
 from .data.words import describe_word_rule
 from .errors import InputError, VarylmError
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
@@ -80,7 +84,9 @@ __all__ = [
     "push_adapter",
     "push_dataset",
     "push_metric",
+    "push_eval_summary",
     "pull",
+    "resolve_repo_id",
     "adapter_base_model",
     "read_run_config",
     "read_eval_summary",
@@ -114,12 +120,6 @@ _HPARAM_KEYS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
     "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "seed", "bf16", "fp16",
 )
-_LABEL_MODES = {
-    "all": "soft labels: the relative frequency of every human answer, p(w∣c) (the paper's L_Var)",
-    "corpus": "one-hot target on the original corpus word (the paper's \"FT orig\" baseline)",
-    "majority": "one-hot target on the most frequent human answer (the paper's \"FT maj\" baseline)",
-    "sample_k": "k human answers sampled per context (the paper's ablation)",
-}
 _WORD_PROB = {
     "paper": "q(w∣c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
     "eow": "product of the word's token probabilities times the probability that the next token ends the word "
@@ -401,6 +401,14 @@ def read_eval_summary(path) -> dict | None:
     return summary
 
 
+def _is_hub_dataset_id(value: str) -> bool:
+    """Whether ``value`` reads as a Hub dataset id (``namespace/name``), not a local path or a bare name."""
+    try:
+        return value.count("/") == 1 and check_hub_id(value) == value
+    except InputError:
+        return False
+
+
 def _fmt(value) -> str:
     if value is None:
         return "not recorded"
@@ -444,6 +452,10 @@ def render_model_card(
             EvalResult(metric_type="tvd", metric_name="mean TVD (lower is better)", metric_value=float(summary["mean_tvd"]), **common),
             EvalResult(metric_type="tvd", metric_name="oracle TVD (human split-half)", metric_value=float(summary["oracle_tvd"]), **common),
         ]
+        exact = summary.get("mean_tvd_exact")
+        if "sampled" in summary and isinstance(exact, (int, float)) and not isinstance(exact, bool):
+            eval_results.insert(1, EvalResult(metric_type="tvd", metric_name="exact TVD (word probabilities)",
+                                              metric_value=float(exact), **common))
     tags = ["varylm", "cloze", "human-label-variation", "next-word-prediction"]
     if is_adapter:
         tags += ["lora", "peft"]
@@ -453,18 +465,19 @@ def render_model_card(
         library_name="peft" if is_adapter else "transformers",
         pipeline_tag="text-generation",
         tags=tags,
-        datasets=[dataset] if "/" in dataset else None,
+        datasets=[dataset] if _is_hub_dataset_id(dataset) else None,  # a local path is no Hub dataset
         model_name=repo_id,
         eval_results=eval_results,
     )
     name = repo_id.split("/")[-1]
+    data_flag = f" --dataset {dataset}" if _is_hub_dataset_id(dataset) else ""  # eval on the data it was trained on
     recipe = run.get("recipe")
     label_mode = run.get("label_mode")
     wp = run.get("word_prob_definition")
     loss = run.get("loss") or _RECIPES.get(recipe or "", None)
     seeds = run.get("seeds") or ([run["seed"]] if run.get("seed") is not None else None)
     k_txt = f" (k = {run['k']})" if run.get("k") is not None else ""
-    label_txt = _LABEL_MODES.get(label_mode or "")
+    label_txt = LABEL_MODES[label_mode].description if label_mode in LABEL_MODES else None
     if recipe == "sft" and label_mode == "all":
         label_txt = "every human answer, one (prompt, answer) training row per answer (the paper's data augmentation)"
     lines = [f"# {name}", ""]
@@ -538,7 +551,7 @@ def render_model_card(
             f'model = PeftModel.from_pretrained(base, "{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{base}")',
         ]
-        cli = f"varylm eval run --model {base} --adapter {repo_id} --mode both"
+        cli = f"varylm eval run --model {base} --adapter {repo_id}{data_flag} --mode both --out runs/eval/{name}"
     else:
         lines += [
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -546,7 +559,7 @@ def render_model_card(
             f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
         ]
-        cli = f"varylm eval run --model {repo_id} --mode both"
+        cli = f"varylm eval run --model {repo_id}{data_flag} --mode both --out runs/eval/{name}"
     lines += ["```", "", "Evaluate it against the human answers with varylm-hf:", "", "```bash", cli, "```", ""]
     lines += [
         "## Intended use",
@@ -662,6 +675,13 @@ def _push_files(
                       files=sorted(files + list(replace)), skipped=listing.skipped)
 
 
+def _card_base_model(base: str | None) -> str | None:
+    """The base model as the card names it: a Hub id (the offline GGUF alias -> the model it was quantised from)."""
+    if base == OFFLINE_MODEL:  # trained from the offline GGUF file: name the Hub model it was quantised from
+        base = OFFLINE_MODEL_HUB_ID
+    return check_hub_id(base, "base model") if base else None
+
+
 def _card_inputs(folder: Path, run_config, eval_summary) -> tuple[dict, dict | None]:
     run = read_run_config(folder, run_config)
     summary = read_eval_summary(folder / EVAL_SUMMARY_FILE if eval_summary is None else eval_summary)
@@ -707,11 +727,7 @@ def push_model(
     replace, skip = {}, set()
     if card:
         run, summary = _card_inputs(folder, run_config, eval_summary)
-        base = base_model or run.get("base_model")
-        if base == OFFLINE_MODEL:  # trained from the offline GGUF file: name the Hub model it was quantised from
-            base = OFFLINE_MODEL_HUB_ID
-        if base:
-            base = check_hub_id(base, "base model")
+        base = _card_base_model(base_model or run.get("base_model"))
         replace["README.md"] = render_model_card(repo_id, run=run, summary=summary, base_model=base).encode()
     return _push_files(folder, repo_id, "model", replace=replace, skip=skip,
                        commit_message=commit_message or "Upload varylm model", private=private,
@@ -859,6 +875,52 @@ def push(folder, repo_id: str, *, kind: str = "auto", **kwargs) -> PushResult:
     return funcs[kind](folder, repo_id, **kwargs)
 
 
+def push_eval_summary(
+    repo_id: str,
+    eval_summary,
+    *,
+    commit_message: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> PushResult:
+    """Put an evaluation into the card of a model or adapter repo that is already on the Hub.
+
+    ``eval_summary`` is the ``summary.json`` that ``varylm eval run --out DIR`` writes (or an
+    ``eval_summary.json``; ``mean_tvd`` and ``oracle_tvd`` required). Only the card's inputs are downloaded
+    (``varylm_run.json``, ``training_args.json``, ``adapter_config.json``), never the weights; the card is
+    rendered again from them and the summary, as :func:`push_model`/:func:`push_adapter` render it, and
+    README.md and ``eval_summary.json`` are committed in one commit (secrets redacted, as in every push).
+    An identical second call creates no commit.
+    """
+    import tempfile
+
+    repo_id = check_hub_id(repo_id)
+    summary = read_eval_summary(eval_summary)
+    if summary is None:
+        raise InputError(f"{eval_summary}: no such file (the summary.json of `varylm eval run --out DIR`)")
+    api = _api(endpoint, token)
+    with tempfile.TemporaryDirectory(prefix="varylm-card-") as tmp:
+        inputs, empty = Path(tmp) / "inputs", Path(tmp) / "upload"
+        empty.mkdir()
+        with _hub_errors("push", repo_id, endpoint, token):
+            names = set(api.list_repo_files(repo_id, repo_type="model"))
+            if "config.json" not in names and "adapter_config.json" not in names:
+                raise InputError(f"{repo_id}: neither config.json nor adapter_config.json on the Hub "
+                                 "(not a model or adapter repo)")
+            for name in (RUN_CONFIG_FILE, TRAINING_ARGS_FILE, "adapter_config.json"):
+                if name in names:
+                    api.hf_hub_download(repo_id, name, local_dir=inputs)
+        run = read_run_config(inputs)
+        adapter_config = _read_json(inputs / "adapter_config.json") if "adapter_config.json" in names else None
+        base = run.get("base_model") or (adapter_config or {}).get("base_model_name_or_path")
+        card = render_model_card(repo_id, run=run, summary=summary, adapter_config=adapter_config,
+                                 base_model=_card_base_model(base))
+        replace = {"README.md": card.encode(), EVAL_SUMMARY_FILE: (json.dumps(summary, indent=2) + "\n").encode()}
+        return _push_files(empty, repo_id, "model", replace=replace, skip=set(),
+                           commit_message=commit_message or "Add varylm evaluation", private=None,
+                           space_sdk=None, endpoint=endpoint, token=token)
+
+
 # ----------------------------------------------------------------------------------- pulling
 def pull(
     repo_id: str,
@@ -886,6 +948,24 @@ def pull(
             endpoint=_endpoint(endpoint), token=token,
         )
     return Path(path)
+
+
+def resolve_repo_id(name: str, *, endpoint: str | None = None, token: str | None = None) -> str:
+    """``namespace/name`` as given, or ``<the token's user>/name`` for a bare ``name`` (as ``Trainer`` names its repo).
+
+    Always asks the Hub who the token belongs to, so a missing or refused token is reported now (one-line
+    :class:`HubError`), before any training, rather than at the push.
+    """
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    name = check_hub_id(name, "--hub_model_id")
+    try:
+        with _hub_errors("push", name, endpoint, token):
+            user = _api(endpoint, token).whoami()["name"]
+    except LocalTokenNotFoundError:
+        raise HubError(f"push {name}: no Hub token: set HF_TOKEN to a token with write access or run "
+                       "`hf auth login`") from None
+    return name if "/" in name else f"{user}/{name}"
 
 
 def adapter_base_model(adapter: str, revision: str | None = None, *, endpoint: str | None = None,
