@@ -131,6 +131,27 @@ def test_gradient_matches_autograd_on_brute_force(strategy, definition):
         torch.testing.assert_close(got[name], ref[name], atol=1e-8, rtol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_passage_branch_chunks_match_brute_force_values_and_gradients(monkeypatch, chunk):
+    """The passage strategy's word branches, forwarded in many small chunks against the cached trunk."""
+    monkeypatch.setattr(scoring, "_BRANCH_CHUNK_TOKENS", chunk)
+    tok = make_tiny_word_tokenizer("bytelevel")
+    model = tiny_gpt2(len(tok), seed=2).double()
+    targets = [torch.softmax(torch.arange(len(w), dtype=torch.float64), 0) for w in WORDS]
+    for definition in ("paper", "eow"):
+        model.zero_grad()
+        ref = brute_force(model, tok, CONTEXTS, WORDS, definition)
+        word_loss(ref, targets).backward()
+        ref_grad = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        got = score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy="passage")
+        word_loss(got, targets).backward()
+        for r, g in zip(ref, got):
+            torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
+        for name, grad in ref_grad.items():
+            torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-8, rtol=1e-6)
+
+
 def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):
     # GPT-2 BPE: the word carries its leading space; no space before punctuation or at the start
     assert word_token_ids(bpe_tokenizer, "The cat sat on", "mat") == bpe_tokenizer(" mat")["input_ids"]

@@ -40,7 +40,9 @@ Strategies (all give the same numbers, to float rounding; see tests/test_scoring
 * ``passage``: like ``tree``, but all contexts of a batch go into one trie, so contexts that
   are token prefixes of each other (the contexts of one Provo passage) share one trunk. The
   prefix property is checked on the token ids; a context whose tokenisation breaks it simply
-  gets its own branch from the first differing token.
+  gets its own branch from the first differing token. The contexts' trunk runs once with a KV
+  cache; the word branches then run in chunks of 256 tokens that attend to the cached trunk, so
+  attention grows with branches x (trunk + chunk), not with the square of the whole trie.
 
 Only the positions whose next-token distribution is needed reach the LM head
 (``logits_to_keep`` with a boolean mask), which matters for 50k-token vocabularies.
@@ -589,7 +591,8 @@ def _score_context(model, context_ids, word_ids, eow, start_mask, begin=None, be
 
 
 def _build_forest(context_ids, word_ids, eow, merge_contexts):
-    """Token trie: returns nodes (token, parent, depth, tree) and per-word query lists."""
+    """Token trie: returns nodes (token, parent, depth, tree), per-word query lists and the number of context
+    (trunk) nodes, which come first."""
     tok, parent, depth, tree = [], [], [], []
     child: dict = {}
 
@@ -615,20 +618,21 @@ def _build_forest(context_ids, word_ids, eow, merge_contexts):
         first_key = (root_key, ctx[0])
         tree_id = child[first_key] if first_key in child else len(tok)
         ctx_node.append(insert(-1, root_key, ctx, tree_id)[-1])
+    n_trunk = len(tok)  # nodes of the contexts come first
     queries = []  # per word: (list of (node, target)), eow node or None
     for i, words in enumerate(word_ids):
         for w in words:
             path = insert(ctx_node[i], None, _inputs_of(w, eow), None)
             nodes = [ctx_node[i]] + path
             queries.append(([(nodes[m], t) for m, t in enumerate(w)], nodes[len(w)] if eow else None))
-    return tok, parent, depth, tree, queries
+    return tok, parent, depth, tree, queries, n_trunk
 
 
 def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, max_row_tokens, begin=None,
                 begin_cls=None):
     dtype, device = _model_dtype_device(model)
     params = _forward_params(model)
-    tok, parent, depth, tree, queries = _build_forest(context_ids, word_ids, eow, merge_contexts)
+    tok, parent, depth, tree, queries, _ = _build_forest(context_ids, word_ids, eow, merge_contexts)
     # group nodes by tree (insertion order keeps parents first), pack trees into rows
     by_tree: dict = {}
     for n, t in enumerate(tree):
@@ -671,6 +675,11 @@ def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, m
     mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
     logits = _logits_at(model, torch.from_numpy(ids).to(device), torch.from_numpy(keep).to(device), params,
                         attention_mask=mask.to(device), position_ids=torch.from_numpy(pos).to(device))
+    return _words_from_logits(logits, qrow, queries, word_ids, start_mask, begin, begin_cls)
+
+
+def _words_from_logits(logits, qrow, queries, word_ids, start_mask, begin, begin_cls):
+    """Per-context word log-probs from the logits of the needed trie nodes (``qrow``: node -> logits row)."""
     logp = _log_softmax(logits)
     q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
     for k, (q, e) in enumerate(queries):
@@ -684,6 +693,95 @@ def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, m
     vals = _gather(logp, q_row, q_tok, q_word, len(queries), eow_rows, eow_word, start_mask, logp, begin,
                    [c for per in begin_cls for c in per] if begin is not None else None)
     return _split(list(vals.unbind(0)) if len(queries) else [], word_ids)
+
+
+def _ancestor_mask(parent, nodes, local) -> np.ndarray:
+    """``allowed[i, j]``: node ``nodes[j]`` is ``nodes[i]`` or one of its ancestors (``local``: node -> index)."""
+    allowed = np.zeros((len(nodes), len(nodes)), dtype=bool)
+    for i, n in enumerate(nodes):
+        p = parent[n]
+        if p >= 0 and p in local:
+            allowed[i] = allowed[local[p]]
+        allowed[i, i] = True
+    return allowed
+
+
+def _float_mask(allowed: np.ndarray, dtype) -> torch.Tensor:
+    mask = torch.zeros((1, 1) + allowed.shape, dtype=dtype)
+    return mask.masked_fill_(~torch.from_numpy(allowed)[None, None], torch.finfo(dtype).min)
+
+
+def _forward_rows(model, ids, pos, mask, keep_idx, params, device, **kw):
+    """Logits (K, V) of one row at the positions ``keep_idx`` (a forward with a 4D mask, maybe a cache)."""
+    ids_t = torch.tensor([ids], device=device)
+    pos_t = torch.tensor([pos], device=device)
+    keep_t = torch.tensor(keep_idx, dtype=torch.long, device=device)
+    if "logits_to_keep" in params and keep_idx:
+        logits = model(input_ids=ids_t, position_ids=pos_t, attention_mask=mask.to(device), logits_to_keep=keep_t,
+                       **kw).logits
+        return logits[0]
+    logits = model(input_ids=ids_t, position_ids=pos_t, attention_mask=mask.to(device), **kw).logits
+    return logits[0, keep_t]
+
+
+def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, begin=None, begin_cls=None):
+    """The ``passage`` strategy: one merged trie, its context trunk run once with a KV cache, then the word
+    branches in chunks of about ``chunk_tokens`` that attend to the cached trunk.
+
+    Attention then costs (branch tokens x (trunk + chunk)) instead of (all nodes)^2, and no trunk token is
+    computed twice. Equal to one forward over the whole trie (``_score_tree``) up to float rounding.
+    """
+    from transformers import DynamicCache
+
+    dtype, device = _model_dtype_device(model)
+    params = _forward_params(model)
+    cache_kw = _cache_kwarg(params)
+    tok, parent, depth, tree, queries, n_trunk = _build_forest(context_ids, word_ids, eow, True)
+    needed = {n for q, e in queries for n, _ in q} | {e for _, e in queries if e is not None}
+    trunk = list(range(n_trunk))
+    trunk_allowed = _ancestor_mask(parent, trunk, {n: n for n in trunk})
+    keep = [n for n in trunk if n in needed]
+    cache = DynamicCache(config=_unwrap(model).config)
+    parts, order = [], list(keep)
+    parts.append(_forward_rows(model, [tok[n] for n in trunk], [depth[n] for n in trunk],
+                               _float_mask(trunk_allowed, dtype), keep, params, device, use_cache=True,
+                               **{cache_kw: cache}))
+    trunk_kv = [(layer.keys, layer.values) for layer in cache.layers]
+    # branch subtrees (a word's nodes below the trunk stay together), packed into chunks in insertion order
+    root = {}
+    groups: dict = {}
+    for n in range(n_trunk, len(tok)):
+        p = parent[n]
+        root[n] = n if p < n_trunk else root[p]
+        groups.setdefault(root[n], []).append(n)
+    chunks, cur = [], []
+    for g in groups.values():
+        if cur and len(cur) + len(g) > chunk_tokens:
+            chunks.append(cur)
+            cur = []
+        cur = cur + g
+    if cur:
+        chunks.append(cur)
+    for nodes in chunks:
+        local = {n: i for i, n in enumerate(nodes)}
+        allowed = np.concatenate([trunk_allowed[[parent[root[n]] for n in nodes]],
+                                  _ancestor_mask(parent, nodes, local)], axis=1)
+        branch_cache = DynamicCache(config=_unwrap(model).config)
+        for i, (k, v) in enumerate(trunk_kv):
+            branch_cache.update(k, v, i)
+        keep = [n for n in nodes if n in needed]
+        if not keep:
+            continue
+        parts.append(_forward_rows(model, [tok[n] for n in nodes], [depth[n] for n in nodes],
+                                   _float_mask(allowed, dtype), [local[n] for n in keep], params, device,
+                                   use_cache=True, **{cache_kw: branch_cache}))
+        order.extend(keep)
+    qrow = {n: i for i, n in enumerate(order)}
+    return _words_from_logits(torch.cat(parts, 0), qrow, queries, word_ids, start_mask, begin, begin_cls)
+
+
+#: Word-branch tokens per forward of the ``passage`` strategy (each attends to the cached trunk + its chunk).
+_BRANCH_CHUNK_TOKENS = 256
 
 
 def _split(values: list, word_ids) -> list[torch.Tensor]:
@@ -761,8 +859,9 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
         return _score_pair(model, context_ids, word_ids, eow, word_start_mask, batch_size, begin, begin_cls)
     if strategy == "context":
         return _score_context(model, context_ids, word_ids, eow, word_start_mask, begin, begin_cls)
-    return _score_tree(model, context_ids, word_ids, eow, word_start_mask, strategy == "passage", max_row_tokens,
-                       begin, begin_cls)
+    if strategy == "passage":
+        return _score_trunk(model, context_ids, word_ids, eow, word_start_mask, _BRANCH_CHUNK_TOKENS, begin, begin_cls)
+    return _score_tree(model, context_ids, word_ids, eow, word_start_mask, False, max_row_tokens, begin, begin_cls)
 
 
 def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[str]], *, model=None,
