@@ -317,3 +317,36 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.slow  # four process launches (two of them torchrun x 2) on 2 shared cores: 1-3 min
+def test_two_process_score_writes_the_table_of_one_process(tmp_path):
+    """Issue #13 part 3: `torchrun --nproc_per_node 2 varylm score` (cloze contexts by passage, texts round-robin)
+    writes byte for byte the TSV of one process."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_tiny_word_tokenizer, tiny_gpt2
+
+    folder = tmp_path / "tiny"
+    tok = make_tiny_word_tokenizer("bytelevel")
+    tiny_gpt2(len(tok)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS * 2) + "\n", encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547"]
+    cases = {"dataset": ["--passages", "6", "13", "20", "--answers"], "text": ["--text", str(texts)]}
+    for name, extra in cases.items():
+        args = ["score", "--model", str(folder), *extra, "--quiet", "--device", "cpu"]
+        outs = []
+        for launcher in ([sys.executable], torchrun):
+            out = tmp_path / f"{name}-{len(launcher)}.tsv"
+            proc = subprocess.run(launcher + ["-m", "varylm_hf.cli", *args, "--out", str(out)], env=env,
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1] and outs[0].count(b"\n") > 20, name
+        if name == "dataset":  # both processes had passages
+            assert len({line.split(b"\t")[2] for line in outs[0].splitlines()[1:]}) == 3

@@ -45,6 +45,7 @@ from .errors import InputError
 
 __all__ = [
     "MODES",
+    "Shard",
     "surface_forms",
     "score_sampled",
     "score_exact",
@@ -305,7 +306,7 @@ def evaluate_model(
     records = _check_records(records)
     if out_dir is not None:
         _check_out_dir(out_dir, overwrite)
-    shard = _Shard.current()
+    shard = Shard.current()
     everything, records = records, shard.mine(records)
     progress = progress and shard.is_main
     rows: list[dict] = []
@@ -350,7 +351,7 @@ def evaluate_model(
     return (summary, rows) if return_rows else summary
 
 
-class _Shard:
+class Shard:
     """Which contexts this process evaluates under ``accelerate launch`` / ``torchrun`` (one process: all).
 
     Passages are dealt round-robin over the processes (sorted passage ids), so the contexts of one
@@ -364,7 +365,7 @@ class _Shard:
         self.rank, self.world = rank, world
 
     @classmethod
-    def current(cls) -> "_Shard":
+    def current(cls) -> "Shard":
         """The shard of this process (``WORLD_SIZE`` > 1 starts accelerate's process group)."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()
@@ -391,14 +392,20 @@ class _Shard:
         """Every process's rows, in the order one process produces them."""
         if self.world == 1:
             return rows
-        from accelerate.utils import gather_object
-
         order = {r["id"]: i for i, r in enumerate(records)}
         mode_rank = {"sampled": 0, "exact": 1}
-        gathered = gather_object([rows])  # one list per process
-        flat = [row for part in gathered for row in part]
         seed_rank = {s: i for i, s in enumerate(seeds)}
-        return sorted(flat, key=lambda r: (mode_rank[r["mode"]], seed_rank.get(r["seed"], 0), order[r["id"]]))
+        return self.gather_sorted(rows, key=lambda r: (mode_rank[r["mode"]], seed_rank.get(r["seed"], 0),
+                                                       order[r["id"]]))
+
+    def gather_sorted(self, items: list, key) -> list:
+        """Every process's ``items`` (picklable), sorted by ``key`` (a stable sort; one process: as given)."""
+        if self.world == 1:
+            return items
+        from accelerate.utils import gather_object
+
+        gathered = gather_object([items])  # one list per process
+        return sorted((item for part in gathered for item in part), key=key)
 
     def barrier(self) -> None:
         """Wait until the main process has written the run."""

@@ -158,7 +158,7 @@ def score_dataset(model, tokenizer, records, *, answers: bool = False, bos="auto
     """
     from .. import metrics as M
     from ..data.normalize import Normalizer
-    from ..evaluation import exact_word_probs
+    from ..evaluation import _passage_runs, exact_word_probs
     from ..scoring import word_logprobs
 
     norm = Normalizer()
@@ -176,9 +176,14 @@ def score_dataset(model, tokenizer, records, *, answers: bool = False, bos="auto
     # paper and pm of the corpus word as written (and of each human answer as spelled)
     words = [([c] if c else []) + ([a["word"] for a in r["answers"]] if answers else []) for r, c in zip(records, corpus)]
     contexts = [r["context"] for r in records]
-    kw = {"strategy": strategy, "batch_size": batch_size, "progress": progress, "bos": bos}
-    paper = word_logprobs(model, tokenizer, contexts, words, definition="paper", **kw)
-    pm = word_logprobs(model, tokenizer, contexts, words, definition="pm", boundary=boundary, **kw)
+    kw = {"strategy": strategy, "batch_size": batch_size, "progress": False, "bos": bos}
+    paper, pm = [], []
+    # one call per passage, as exact_word_probs: the floats do not depend on the other contexts scored along
+    # (one process or a shard of several write the same table)
+    for start, stop in _passage_runs(records):
+        paper.extend(word_logprobs(model, tokenizer, contexts[start:stop], words[start:stop], definition="paper", **kw))
+        pm.extend(word_logprobs(model, tokenizer, contexts[start:stop], words[start:stop], definition="pm",
+                                boundary=boundary, **kw))
 
     def bits(lp):
         return -lp / math.log(2) if lp is not None and lp > -math.inf else math.inf
@@ -222,6 +227,9 @@ def cmd_score(args) -> int:
     if args.text and args.answers:
         raise InputError("--answers needs cloze contexts (--dataset or the packaged Provo), not --text")
     limit = args.limit or None
+    from ..evaluation import Shard
+
+    shard = Shard.current()  # under torchrun / accelerate launch: this process's part; rows gathered on the main
     if args.text:
         from ..surprisal import TEXT_COLUMNS, read_texts, text_surprisals
 
@@ -232,10 +240,14 @@ def cmd_score(args) -> int:
 
         first_token_id(tokenizer, args.bos)  # a bad --bos stops here, before any compute
         t0 = time.perf_counter()
-        rows = text_surprisals(model, tokenizer, texts, bos=args.bos, boundary=args.boundary, window=args.window,
-                               progress=not args.quiet and len(texts) > 1)
+        # several processes: texts dealt round-robin (an empty text keeps its text_id and yields no rows)
+        mine = [t if i % shard.world == shard.rank else "" for i, t in enumerate(texts)]
+        rows = text_surprisals(model, tokenizer, mine, bos=args.bos, boundary=args.boundary, window=args.window,
+                               progress=not args.quiet and len(texts) > 1 and shard.is_main)
+        rows = shard.gather_sorted(rows, key=lambda r: (r["text_id"], r["word_index"]))
         dt = time.perf_counter() - t0
-        write_tsv(args.out, TEXT_COLUMNS, rows)
+        if shard.is_main:
+            write_tsv(args.out, TEXT_COLUMNS, rows)
         what = f"{len(rows):,} words of {sum(1 for t in texts if t):,} texts"
         corr = [r["surprisal_bits"] for r in rows]
         unc = [r["surprisal_paper_bits"] for r in rows]
@@ -257,15 +269,24 @@ def cmd_score(args) -> int:
 
         first_token_id(tokenizer, args.bos)
         t0 = time.perf_counter()
-        rows = score_dataset(model, tokenizer, records, answers=args.answers, bos=args.bos, boundary=args.boundary,
-                             strategy=args.strategy, batch_size=args.batch_size, progress=not args.quiet)
+        order = {str(r.get("id", i)): i for i, r in enumerate(records)}
+        rows = score_dataset(model, tokenizer, shard.mine(records), answers=args.answers, bos=args.bos,
+                             boundary=args.boundary, strategy=args.strategy, batch_size=args.batch_size,
+                             progress=not args.quiet and shard.is_main)
+        for k, r in enumerate(rows):  # a record's context row, then its answers, in one-process order
+            r["_order"] = (order[str(r["id"])], k)
+        rows = shard.gather_sorted(rows, key=lambda r: r["_order"])
         dt = time.perf_counter() - t0
-        write_tsv(args.out, DATASET_COLUMNS, rows)
+        if shard.is_main:
+            write_tsv(args.out, DATASET_COLUMNS, rows)
         n_ans = sum(1 for r in rows if r["kind"] == "answer")
         what = f"{len(records):,} contexts" + (f" and {n_ans:,} (context, answer) rows" if args.answers else "")
         ctx = [r for r in rows if r["kind"] == "context" and r["surprisal_bits"] is not None]
         corr = [r["surprisal_bits"] for r in ctx]
         unc = [r["surprisal_paper_bits"] for r in ctx]
+    shard.barrier()
+    if not shard.is_main:
+        return 0
     finite = [(a, b) for a, b in zip(corr, unc) if math.isfinite(a) and math.isfinite(b)]
     mean = (sum(a for a, _ in finite) / len(finite), sum(b for _, b in finite) / len(finite)) if finite else (math.nan,) * 2
     print(f"wrote {args.out}: {what} in {dt:.1f} s; mean surprisal {mean[0]:.3f} bits "
