@@ -189,3 +189,34 @@ def test_stop_after_epoch_keeps_the_schedule_of_the_full_run(wordlevel_tokenizer
     # the demo preset's stop survives the command line (it is the preset's default)
     assert config_from_args(make_parser().parse_args(["demo"])).stop_after_epoch == {"ft_majority": 1}
     assert config_from_args(make_parser().parse_args(["reproduce"])).stop_after_epoch == {}
+
+
+@pytest.mark.slow  # two launches, one of them torchrun x 2, on 2 shared cores: ~1 min
+def test_two_process_reproduce_writes_the_rows_of_one_process(tmp_path):
+    """Issue #13 part 3: `torchrun --nproc_per_node 2 varylm reproduce` (evaluation cells) shards the exact and
+    sampled evaluation by passage; the main process writes the same rows and table as one process."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_tiny_word_tokenizer, tiny_gpt2
+
+    folder = tmp_path / "tiny"
+    tok = make_tiny_word_tokenizer("bytelevel")
+    tiny_gpt2(len(tok)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    args = ["reproduce", "--model", str(folder), "--conditions", "base", "oracle", "--seeds", "1",
+            "--num-samples", "4", "--limit-eval", "60", "--limit-exact", "60"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29551"]
+    for name, launcher in (("one", [sys.executable]), ("two", torchrun)):
+        proc = subprocess.run(launcher + ["-m", "varylm_hf.cli", *args, "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.count("done 2,") == 1  # one report, from the main process
+    for rel in ("cells/base-seed1/eval/contexts.jsonl", "cells/base-seed1/eval_exact/contexts.jsonl", "table.md"):
+        one, two = (tmp_path / "one" / rel).read_bytes(), (tmp_path / "two" / rel).read_bytes()
+        assert one == two and len(one) > 100, rel
+    rows = (tmp_path / "one" / "cells/base-seed1/eval_exact/contexts.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["passage_id"] for line in rows}) >= 2  # both processes had work
+    assert not list((tmp_path / "two").rglob("error*.txt"))

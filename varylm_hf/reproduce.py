@@ -198,11 +198,20 @@ def run_grid(
     ``result.json``) are skipped; a cell raising an exception is recorded in ``error.txt`` and
     the grid goes on.
     """
+    from .evaluation import Shard
+
     out = Path(config.out_dir)
     cells = plan_cells(config)
     _check_finished_settings(out, config)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", asdict(config))
+    # under torchrun / accelerate launch every process runs every cell (training is data-parallel, evaluation
+    # sharded by passage); the main process alone writes, and the others wait for it after each cell
+    shard = Shard.current()
+    main = shard.is_main
+    progress = progress and main
+    if main:
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", asdict(config))
+    shard.barrier()
     status = {"done": [], "skipped": [], "failed": []}
     todo = [c for c in cells if not (out / "cells" / c.name / "result.json").exists()]
     status["skipped"] = [c.name for c in cells if c not in todo]
@@ -214,8 +223,10 @@ def run_grid(
     try:
         for cell in todo:
             cell_dir = out / "cells" / cell.name
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            (cell_dir / "error.txt").unlink(missing_ok=True)
+            if main:
+                cell_dir.mkdir(parents=True, exist_ok=True)
+                (cell_dir / "error.txt").unlink(missing_ok=True)
+            shard.barrier()
             if bar is not None:
                 bar.set_postfix_str(cell.name)
             start = time.perf_counter()
@@ -224,17 +235,22 @@ def run_grid(
             except KeyboardInterrupt:
                 raise
             except Exception:  # noqa: BLE001 - a crashed cell must not lose the others
-                (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+                name = "error.txt" if main else f"error-rank{shard.rank}.txt"
+                (cell_dir / name).write_text(traceback.format_exc(), encoding="utf-8")
                 status["failed"].append(cell.name)
             else:
                 result.update(asdict(cell), seconds=round(time.perf_counter() - start, 1), settings=config.settings())
-                _write_json(cell_dir / "result.json", result)
+                if main:
+                    _write_json(cell_dir / "result.json", result)
                 status["done"].append(cell.name)
+            shard.barrier()
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    if not main:
+        return status
     write_reports(out)
     if status["done"]:
         try:

@@ -89,8 +89,12 @@ def run_and_report(config: ReproduceConfig) -> int:
     """Run the grid with real models and print the tables; exit status 1 if a cell failed."""
     from ..reproduce import ModelRunner, run_grid
 
+    from ..evaluation import Shard
+
     config.validate()
     status = run_grid(config, ModelRunner(config))
+    if not Shard.current().is_main:  # torchrun / accelerate launch: the main process reports
+        return 1 if status["failed"] else 0
     out = Path(config.out_dir)
     for name in ("table.md", "ablation.md", "qa.md"):
         if (out / name).exists():
