@@ -6,6 +6,8 @@ card and the instruct recipe's augmented rows, with no other change anywhere.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -66,3 +68,50 @@ def test_unknown_label_mode_is_one_line_naming_the_registered_ones(top_two):
         VarTrainingArguments(output_dir="x", label_mode="nope")
     with pytest.raises(InputError, match="no usable top_two answer"):
         label_counts(dict(REC, answers=[]), "top_two")
+
+
+# ----------------------------------------------------------------------------- a sampling backend
+
+
+def _always_mat(model, tokenizer, contexts, num_samples, **kw):
+    """Test-only backend: every sample is "mat" (records the keywords it was called with)."""
+    _always_mat.calls.append(kw)
+    return [["mat"] * num_samples for _ in contexts]
+
+
+_always_mat.calls = []
+
+
+@pytest.fixture
+def always_mat():
+    from varylm_hf import sampling
+
+    sampling.register_sampler("always-mat", _always_mat)
+    _always_mat.calls.clear()
+    yield
+    del sampling.SAMPLERS["always-mat"]
+
+
+def test_registered_sampler_drives_sampled_tvd(always_mat, tmp_path, capsys):
+    from conftest import make_wordlevel_gpt2, make_wordlevel_tokenizer
+    from varylm_hf.cli import main
+    from varylm_hf.evaluation import evaluate_model
+
+    rec = dict(REC, answers=[{"word": "mat", "count": 3}, {"word": "sofa", "count": 1}], num_answers=4)
+    tok = make_wordlevel_tokenizer()
+    model = make_wordlevel_gpt2(tok)
+    summary = evaluate_model(model, tok, [rec], mode="sampled", num_samples=8, sampler="always-mat", progress=False)
+    assert summary["mean_tvd"] == pytest.approx(0.25)  # q = {mat: 1} vs p = {mat: .75, sofa: .25}
+    assert summary["config"]["sampler"] == "always-mat"
+    assert _always_mat.calls[0]["seed"] == 42 and _always_mat.calls[0]["prompt"] == "auto"
+    # the CLI takes the name; an unknown one is one line, exit 2, before any model is loaded
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    common = ["eval", "run", "--model", str(folder), "--limit", "2", "--num-samples", "4", "--quiet", "--no-figures"]
+    assert main([*common, "--sampler", "always-mat", "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["config"]["sampler"] == "always-mat" and summary["sampled"]["coverage"]["mean"] is not None
+    assert main([*common, "--sampler", "nope", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--sampler nope: expected one of shared-prefix, naive, always-mat" in err and not (tmp_path / "b").exists()

@@ -259,6 +259,7 @@ def evaluate_model(
     strategy: str = "passage",
     bos: str | None = "auto",
     word_rule: WordRule | None = None,
+    sampler: str = "shared-prefix",
     name: str = "model",
     out_dir: str | os.PathLike | None = None,
     figures: bool = True,
@@ -283,6 +284,8 @@ def evaluate_model(
             prefix of consecutive contexts of a passage (same numbers as ``"tree"``, faster).
         bos: first token of plain contexts (:mod:`varylm_hf.conditioning`), in sampling and exact mode alike.
         word_rule: the word outcome (:mod:`varylm_hf.data.words`) of the sampler's cut and the exact masks.
+        sampler: the sampling backend of sampled mode, a name in :data:`varylm_hf.sampling.SAMPLERS`
+            (default ``"shared-prefix"``; ``"naive"``: ``generate`` per context).
         name: the model's row label in tables and figures.
         out_dir: when given, :func:`write_run` writes rows, summary, table and figures there.
         figures: draw the figures (needs matplotlib).
@@ -294,8 +297,9 @@ def evaluate_model(
     Returns:
         The summary dict (see :func:`summarize`), or ``(summary, rows)`` with ``return_rows``.
     """
-    from .sampling import sample_next_words
+    from .sampling import get_sampler
 
+    sample_next_words = get_sampler(sampler)
     if mode not in MODES:
         raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
     seeds = [int(s) for s in seeds]
@@ -342,6 +346,7 @@ def evaluate_model(
         "word_rule": describe_word_rule(word_rule or DEFAULT_WORD_RULE),
         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
         "batch_size": batch_size, "exact_definition": "eow", "exact_strategy": strategy,
+        **({"sampler": sampler} if mode != "exact" else {}),
         **(config or {}),
     }
     summary = summarize(rows, name=name, seeds=seeds, config=cfg, timing=timing)

@@ -411,12 +411,15 @@ def naive_sample_next_words(
     normalizer: Normalizer | None = None,
     bos: str | None = "auto",
     word_rule: WordRule | None = None,
+    batch_size: int = 1,
+    progress: bool = False,
 ) -> list[list[str]]:
     """Reference sampler: ``model.generate(num_return_sequences=num_samples)`` once per context.
 
     Same outputs in distribution as :func:`sample_next_words` (same prompts, same word cutting),
     but every context is prefilled ``num_samples`` times and all ``max_new_tokens`` are generated.
-    Kept for the benchmark and as a cross-check; use :func:`sample_next_words`.
+    Kept for the benchmark and as a cross-check; use :func:`sample_next_words`. ``batch_size`` and
+    ``progress`` are accepted for the backend interface (:data:`SAMPLERS`) and unused: one context at a time.
     """
     import torch
 
@@ -444,3 +447,38 @@ def naive_sample_next_words(
             row_words.append(word_from_continuation(text, ended, rule=rule, chat=chat))
         results.append(row_words)
     return results
+
+
+# --------------------------------------------------------------------------- backends
+
+#: Sampling backends by name: ``"module:function"`` (imported when first used) or a function with the
+#: interface of :func:`sample_next_words` (``model, tokenizer, contexts, num_samples`` and the keywords
+#: ``prompt, one_shot_example, max_new_tokens, temperature, top_k, top_p, seed, batch_size, bos, word_rule,
+#: progress``; returns one list of ``num_samples`` normalised first words per context). A new backend (vLLM,
+#: an API...) is one file with that function plus one entry here, or a :func:`register_sampler` call.
+SAMPLERS: dict = {
+    "shared-prefix": "varylm_hf.sampling:sample_next_words",
+    "naive": "varylm_hf.sampling:naive_sample_next_words",
+}
+
+
+def register_sampler(name: str, backend) -> None:
+    """Add (or replace) a sampling backend: a function or a ``"module:function"`` path (see :data:`SAMPLERS`)."""
+    SAMPLERS[name] = backend
+
+
+def get_sampler(name: str):
+    """The sampling function registered as ``name`` (one-line :class:`InputError` for an unknown name).
+
+    >>> get_sampler("shared-prefix") is sample_next_words
+    True
+    """
+    backend = SAMPLERS.get(name)
+    if backend is None:
+        raise InputError(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
+    if isinstance(backend, str):
+        import importlib
+
+        module, _, attr = backend.partition(":")
+        backend = getattr(importlib.import_module(module), attr)
+    return backend

@@ -53,6 +53,9 @@ def register(subparsers) -> None:
                    "'There are now rumblings that' with its human answers)")
     e.add_argument("--batch-size", type=positive_int, default=4, help="contexts per sampling batch (default: 4)")
     e.add_argument("--max-new-tokens", type=positive_int, default=16, help="token budget to complete the first word")
+    e.add_argument("--sampler", default="shared-prefix",
+                   help="sampling backend, a name in varylm_hf.sampling.SAMPLERS: shared-prefix (default; one prefill "
+                        "per context, samples decoded together) or naive (generate per context)")
     e.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature (default 1.0)")
     e.add_argument("--top-k", type=non_negative_int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
     e.add_argument("--top-p", type=top_p, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
@@ -180,18 +183,21 @@ def cmd_run(args) -> int:
         one_shot = one_shot_example(splits["train"], seed=args.one_shot_seed)
     # everything about the inputs is checked before the (slow) model load
     from ..evaluation import _check_out_dir
+    from ..sampling import get_sampler
 
     _check_out_dir(args.out, args.overwrite)
+    get_sampler(args.sampler)  # an unknown backend stops here, before the model load
     model, tokenizer = _load(args)
     name = args.name or (f"{args.model} + {args.adapter}" if args.adapter else args.model)
     summary = evaluate_model(
         model, tokenizer, records, mode=args.mode, seeds=args.seeds, num_samples=args.num_samples,
         prompt=args.prompt, one_shot_example=one_shot, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        strategy=args.strategy, name=name, out_dir=args.out, figures=not args.no_figures,
+        strategy=args.strategy, sampler=args.sampler, name=name, out_dir=args.out, figures=not args.no_figures,
         overwrite=args.overwrite, progress=not args.quiet,
         config={"model": args.model, "adapter": args.adapter, "gguf_file": args.gguf_file, "revision": args.revision,
-                "split": args.split, "subset": args.subset, "limit": args.limit},
+                "dataset": getattr(args, "dataset", None), "split": args.split, "subset": args.subset,
+                "limit": args.limit},
     )
     print(markdown_table([summary]), end="")
     print(f"wrote {args.out}")
