@@ -93,9 +93,10 @@ def always_mat():
 
 
 def test_registered_sampler_drives_sampled_tvd(always_mat, tmp_path, capsys):
-    from conftest import make_wordlevel_gpt2, make_wordlevel_tokenizer
     from varylm_hf.cli import main
     from varylm_hf.evaluation import evaluate_model
+
+    from conftest import make_wordlevel_gpt2, make_wordlevel_tokenizer
 
     rec = dict(REC, answers=[{"word": "mat", "count": 3}, {"word": "sofa", "count": 1}], num_answers=4)
     tok = make_wordlevel_tokenizer()

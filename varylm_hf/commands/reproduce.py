@@ -87,9 +87,8 @@ def config_from_args(args) -> ReproduceConfig:
 
 def run_and_report(config: ReproduceConfig) -> int:
     """Run the grid with real models and print the tables; exit status 1 if a cell failed."""
-    from ..reproduce import ModelRunner, run_grid
-
     from ..evaluation import Shard
+    from ..reproduce import ModelRunner, run_grid
 
     config.validate()
     status = run_grid(config, ModelRunner(config))
