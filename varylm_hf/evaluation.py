@@ -45,6 +45,8 @@ from .errors import InputError
 
 __all__ = [
     "MODES",
+    "SAMPLED_METRICS",
+    "register_sampled_metric",
     "Shard",
     "surface_forms",
     "score_sampled",
@@ -68,22 +70,39 @@ ROWS_FILE, SUMMARY_FILE, TABLE_FILE = "contexts.jsonl", "summary.json", "table.m
 # --------------------------------------------------------------------------- per-context scores
 
 
+#: Per-context metrics of one seed's samples: ``name -> fn(record, samples, seed)`` (a float, or ``None`` when
+#: it does not apply). Each becomes a key of the sampled rows and of ``summary["sampled"]`` (per-seed means,
+#: mean ± SD over seeds). A new metric is one function in :mod:`varylm_hf.metrics` and one entry here (or a
+#: :func:`register_sampled_metric` call from outside).
+SAMPLED_METRICS: dict = {
+    "tvd": lambda rec, s, seed: M.tvd(rec["answers"], s),
+    "oracle_tvd": lambda rec, s, seed: M.oracle_tvd(rec["answers"], seed),
+    "perfect_tvd": lambda rec, s, seed: M.perfect_model_tvd(rec["answers"], len(s), seed),
+    "matched_tvd": lambda rec, s, seed: (M.matched_size_tvd(rec["answers"], s, seed)
+                                         if len(s) >= rec["num_answers"] // 2 else None),
+    "entropy": lambda rec, s, seed: M.entropy(s),
+    "human_entropy": lambda rec, s, seed: M.entropy(rec["answers"]),
+    "coverage": lambda rec, s, seed: M.unique_word_coverage(rec["answers"], s),
+    "failure_rate": lambda rec, s, seed: M.failure_rate(s),
+    "js": lambda rec, s, seed: M.js_divergence(rec["answers"], s),
+}
+#: Sampled-row keys that are not averaged into the summary (the human side is summarised once, elsewhere).
+_NOT_SUMMARISED = ("human_entropy",)
+
+
+def register_sampled_metric(name: str, fn) -> None:
+    """Add (or replace) a per-context metric of the samples: ``fn(record, samples, seed) -> float | None``."""
+    SAMPLED_METRICS[name] = fn
+
+
 def score_sampled(record: dict, samples: Sequence[str], seed: int) -> dict:
-    """Per-context numbers of one seed's samples (already normalised words, ``NO_WORD`` for failures)."""
-    human = record["answers"]
+    """Per-context numbers of one seed's samples (already normalised words, ``NO_WORD`` for failures):
+    every metric of :data:`SAMPLED_METRICS`, the sample count and the sample counts by word."""
     return {
         **_context_keys(record),
         "mode": "sampled",
         "seed": seed,
-        "tvd": M.tvd(human, samples),
-        "oracle_tvd": M.oracle_tvd(human, seed),
-        "perfect_tvd": M.perfect_model_tvd(human, len(samples), seed),
-        "matched_tvd": M.matched_size_tvd(human, samples, seed) if len(samples) >= record["num_answers"] // 2 else None,
-        "entropy": M.entropy(samples),
-        "human_entropy": M.entropy(human),
-        "coverage": M.unique_word_coverage(human, samples),
-        "failure_rate": M.failure_rate(samples),
-        "js": M.js_divergence(human, samples),
+        **{name: fn(record, samples, seed) for name, fn in SAMPLED_METRICS.items()},
         "num_samples": len(samples),
         "samples": M.counts_of(samples),
     }
@@ -449,7 +468,7 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
     if sampled:
         out["sampled"] = {}
         by_seed = {s: [r for r in sampled if r["seed"] == s] for s in seeds}
-        for metric in ("tvd", "matched_tvd", "oracle_tvd", "perfect_tvd", "failure_rate", "entropy", "coverage", "js"):
+        for metric in (m for m in SAMPLED_METRICS if m not in _NOT_SUMMARISED):
             per_seed = [_stat(r.get(metric) for r in by_seed[s])["mean"] for s in seeds if by_seed[s]]
             stat = _stat(per_seed)
             first = [r[metric] for r in by_seed[seeds[0]] if r.get(metric) is not None]

@@ -21,6 +21,8 @@ from . import seed as seed_type
 
 def register(subparsers) -> None:
     """Add ``varylm eval`` and its commands."""
+    from ..scoring import STRATEGIES  # torch: imported when the CLI is built, not at package import
+
     parser = subparsers.add_parser("eval", help="evaluate next-word distributions against humans (TVD)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
@@ -59,7 +61,7 @@ def register(subparsers) -> None:
     e.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature (default 1.0)")
     e.add_argument("--top-k", type=non_negative_int, default=0, help="top-k filter, 0 = off (default: 0, ancestral)")
     e.add_argument("--top-p", type=top_p, default=1.0, help="nucleus filter (default: 1.0, ancestral)")
-    e.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="passage",
+    e.add_argument("--strategy", choices=STRATEGIES, default="passage",
                    help="word-scoring strategy of exact mode (default: passage, sharing passage prefixes)")
     o = run.add_argument_group("output")
     o.add_argument("--out", required=True, help="output folder (rows, summary.json, table.md, figures)")

@@ -13,6 +13,8 @@ from . import seed as seed_type
 
 def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     """Flags mapping onto :class:`ReproduceConfig` (shared by ``reproduce`` and ``demo``)."""
+    from ..scoring import DEFINITIONS, STRATEGIES  # torch: imported when the CLI is built
+
     parser.add_argument("--model", default=defaults.model, help=f"Hub id, folder, .gguf file or smollm2-gguf (default: {defaults.model})")
     parser.add_argument("--dataset", default=defaults.dataset,
                         help="a cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
@@ -53,9 +55,9 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         "<|endoftext|>, never a chat marker), none, or a token (default: %(default)s)")
     parser.add_argument("--one-shot-seed", type=seed_type, default=defaults.one_shot_seed,
                         help="draw the 1-shot example from train with this seed (default: the paper's fixed example)")
-    parser.add_argument("--word-prob-definition", choices=("paper", "eow"), default=defaults.word_prob_definition,
+    parser.add_argument("--word-prob-definition", choices=DEFINITIONS, default=defaults.word_prob_definition,
                         help="word probability in the training loss (default: %(default)s)")
-    parser.add_argument("--scoring-strategy", choices=("pair", "context", "tree", "passage"), default=defaults.scoring_strategy,
+    parser.add_argument("--scoring-strategy", choices=STRATEGIES, default=defaults.scoring_strategy,
                         help="how the training loss scores words (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--group-by-passage", dest="group_by_passage", action="store_true",

@@ -38,7 +38,7 @@ DATASET_COLUMNS = ("kind", "id", "passage_id", "word_position", "corpus_word", "
 
 def register(subparsers) -> None:
     """Add ``varylm score``."""
-    from ..scoring import BOUNDARIES
+    from ..scoring import BOUNDARIES, STRATEGIES
 
     p = subparsers.add_parser("score", help="per-word surprisal tables (cloze contexts or running text) as TSV",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     s.add_argument("--boundary", choices=BOUNDARIES, default="pm",
                    help="word boundary of the corrected surprisal: pm (wordsprobability's, default) or wordrule "
                         "(the sampler's word rule)")
-    s.add_argument("--strategy", choices=("pair", "context", "tree", "passage"), default="passage",
+    s.add_argument("--strategy", choices=STRATEGIES, default="passage",
                    help="word-scoring strategy for --dataset (default: passage, sharing passage prefixes)")
     s.add_argument("--batch-size", type=positive_int, default=128, help="contexts per forward for --dataset (default 128)")
     s.add_argument("--window", type=positive_int, help="running text: tokens per forward (default: the model's limit)")
