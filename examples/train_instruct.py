@@ -105,6 +105,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="continue from this checkpoint folder, or 'last' (also 'true'): the newest complete "
                         "checkpoint-N in --output_dir (an error when there is none)")
     p.add_argument("--output_dir", default=None, help="default: runs/instruct-<recipe>-<label_mode>")
+    p.add_argument("--report_to", nargs="+", default=["none"],
+                   help="TrainingArguments.report_to: none (default), tensorboard, wandb, all...")
     p.add_argument("--base_model_id", default=None, help="Hub id recorded as the adapter's base model")
     return p
 
@@ -219,7 +221,7 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
         logging_steps=args.logging_steps, save_steps=args.save_steps, base_model_id=base_id, split=args.split,
-        group_by_passage=args.group_by_passage,
+        group_by_passage=args.group_by_passage, report_to=args.report_to,
         data="provo" + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
         extra={"model_source": args.model_name_or_path} if args.model_name_or_path == OFFLINE_MODEL else {},
     )

@@ -84,6 +84,8 @@ class ReproduceConfig:
         ``"sampled"``, ``"exact"``), num_samples, limit_eval (test contexts of the sampled measure;
         ``None``: all), limit_exact (test contexts of the exact measure; ``None``: all),
         one_shot_seed (``None``: the paper's fixed 1-shot example).
+    Logging: report_to (the Trainer's ``report_to``: ``"none"``, ``"tensorboard"``, ``"wandb"``...; not a
+        setting of the results).
     """
 
     model: str = "smollm2-gguf"
@@ -109,6 +111,7 @@ class ReproduceConfig:
     bos: str = "auto"
     curves: bool = False
     one_shot_seed: int | None = None
+    report_to: str = "none"
     out_dir: str = "runs/reproduce"
 
     def validate(self) -> None:
@@ -148,7 +151,7 @@ class ReproduceConfig:
 
     def settings(self) -> dict:
         """The settings that change a cell's result (everything but the grid's shape and the folder)."""
-        grid = {"conditions", "seeds", "ablation_ks", "out_dir", "qa"}
+        grid = {"conditions", "seeds", "ablation_ks", "out_dir", "qa", "report_to"}
         return {k: v for k, v in asdict(self).items() if k not in grid}
 
 
@@ -457,7 +460,7 @@ class ModelRunner:
                 seed=cell.seed,
                 save_strategy="no",
                 logging_steps=0.05,
-                report_to="none",
+                report_to=cfg.report_to,
                 use_cpu=not torch.cuda.is_available(),
                 disable_tqdm=False,
             )
@@ -482,6 +485,7 @@ class ModelRunner:
                 seed=cell.seed,
                 word_prob_definition=cfg.word_prob_definition,
                 group_by_passage=cfg.group_by_passage and cfg.recipe == "var",
+                report_to=cfg.report_to,
             )
             curve = self._curve_callback(tokenizer, "instruction")
             stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))

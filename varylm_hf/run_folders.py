@@ -8,12 +8,14 @@ created when it failed before writing anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["checkpoint_step", "last_checkpoint", "resolve_resume", "check_output_dir", "remove_empty_tree"]
 
@@ -41,7 +43,7 @@ def last_checkpoint(output_dir) -> str | None:
     for _, child in found:
         if checkpoint_step(child) is not None:
             return str(child)
-        print(f"skipping {child}: incomplete checkpoint (no readable trainer_state.json)", file=sys.stderr)
+        logger.warning("skipping %s: incomplete checkpoint (no readable trainer_state.json)", child)
     return None
 
 

@@ -614,6 +614,7 @@ class InstructConfig:
     logging_steps: int = 10
     save_steps: int = 0  # a resumable checkpoint-N every N optimizer steps (0: none)
     group_by_passage: bool = False
+    report_to: str | list[str] = "none"  # TrainingArguments.report_to: "none", "tensorboard", "wandb", "all"...
     base_model_id: str | None = None
     word_prob_definition: str = "paper"
     split: str = "paper"
@@ -689,6 +690,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         eval_strategy="epoch" if eval_records else "no",
         save_strategy="steps" if config.save_steps else "no",
         **({"save_steps": config.save_steps} if config.save_steps else {}),
+        report_to=config.report_to,
     )
     total, per_device = batch_rows(config.recipe, config.batch_size, config.per_device_batch_size)
     if config.recipe == "sft":
@@ -720,7 +722,6 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
             bf16=cuda and _bf16_ok(),
             use_cpu=not cuda,
             remove_unused_columns=False,
-            report_to="none",
             **common,
         )
         if not hasattr(model, "peft_config"):

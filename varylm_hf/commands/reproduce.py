@@ -66,6 +66,8 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                        f"per epoch){' (default)' if defaults.group_by_passage else ''}")
     group.add_argument("--shuffle-contexts", dest="group_by_passage", action="store_false",
                        help=f"shuffle contexts freely, as the paper{' (default)' if not defaults.group_by_passage else ''}")
+    parser.add_argument("--report-to", default=defaults.report_to,
+                        help="the Trainer's report_to for the fine-tuned cells: none (default), tensorboard, wandb...")
     parser.add_argument("--out", default=defaults.out_dir, help="run folder; re-running skips finished cells (default: %(default)s)")
 
 
