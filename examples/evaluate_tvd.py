@@ -24,12 +24,12 @@ seconds, expect 0.607 and an oracle of 0.445 ± 0.002 (paper: 0.607 ± 0.001 and
 
 From Python (what the reproduction runner does)::
 
-    from varylm_hf.data import load_provo, split_records
+    from varylm_hf.data import load_cloze
     from varylm_hf.evaluation import evaluate_model
     from varylm_hf.modeling import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer("smollm2-gguf")
-    test = split_records(load_provo(), "paper")["test"]
+    test = load_cloze()["test"]          # or load_cloze("varylm/provo_cloze"), load_cloze("./my_cloze")
     summary = evaluate_model(model, tok, test[:20], mode="both", seeds=[42], out_dir="runs/eval/x")
     print(summary["mean_tvd"], summary["oracle_tvd"])
 """

@@ -65,7 +65,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
 
 from transformers import HfArgumentParser  # noqa: E402
 
-from varylm_hf.data import load_cloze_dataset, load_provo, split_records  # noqa: E402
+from varylm_hf.data import load_cloze  # noqa: E402
 from varylm_hf.errors import InputError, VarylmError  # noqa: E402
 from varylm_hf.hub import HubError, check_hub_id, push_model, resolve_repo_id  # noqa: E402
 from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer  # noqa: E402
@@ -296,7 +296,7 @@ def main(script: ScriptArguments, args: VarTrainingArguments, command: str | Non
     try:
         if push_to_hub and _is_main_process():  # a missing or refused token fails now, not after training
             repo_id = resolve_repo_id(args.hub_model_id or Path(args.output_dir).absolute().name, token=token)
-        splits = load_cloze_dataset(script.dataset) if script.dataset else split_records(load_provo(), script.split)
+        splits = load_cloze(script.dataset, split=script.split)
         train, evals = splits["train"], splits["validation"]
         if script.max_train_contexts:
             train = train[: script.max_train_contexts]

@@ -187,12 +187,12 @@ def _train(args: argparse.Namespace) -> int:
     import torch
     from transformers import set_seed
 
-    from varylm_hf.data import load_cloze_dataset, load_provo, split_records
+    from varylm_hf.data import load_cloze
     from varylm_hf.modeling import OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
     from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
 
     set_seed(args.seed)
-    splits = load_cloze_dataset(args.dataset) if args.dataset else split_records(load_provo(), args.split)
+    splits = load_cloze(args.dataset, split=args.split)
     train = _subset(splits["train"], args.limit_contexts, args.seed)
     evals = _subset(splits["validation"], args.limit_contexts, args.seed) if args.eval else None
 

@@ -19,7 +19,7 @@ _EXPORTS = {
     "ExactTVDCallback": "callbacks", "score_words": "scoring", "word_logprobs": "scoring",
     "word_end_masks": "scoring", "evaluate_model": "evaluation", "exact_word_probs": "evaluation",
     "sample_next_words": "sampling", "load_model_and_tokenizer": "modeling", "load_provo": "data",
-    "load_cloze_file": "data", "split_records": "data", "WordRule": "data.words", "DEFAULT_WORD_RULE": "data.words",
+    "load_cloze_file": "data", "load_cloze": "data", "split_records": "data", "WordRule": "data.words", "DEFAULT_WORD_RULE": "data.words",
     "first_token_id": "conditioning", "train_instruct": "sft", "InstructConfig": "sft",
 }
 __all__ = sorted(_EXPORTS)

@@ -413,13 +413,10 @@ class ModelRunner:
     """
 
     def __init__(self, config: ReproduceConfig, *, records=None, quantization_config=None):
-        from .data import load_cloze_dataset, load_provo, split_records
+        from .data import load_cloze
 
         self.config = config
-        if records is None and config.dataset:
-            self.splits = load_cloze_dataset(config.dataset)
-        else:
-            self.splits = split_records(records if records is not None else load_provo(), "paper")
+        self.splits = load_cloze(None if records is not None else config.dataset, records=records)
         self.train = self.splits["train"][: config.limit_train] if config.limit_train else self.splits["train"]
         self.test = self.splits["test"][: config.limit_eval] if config.limit_eval else self.splits["test"]
         self.test_exact = self.splits["test"][: config.limit_exact] if config.limit_exact else self.splits["test"]

@@ -41,17 +41,15 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
     """Load the records chosen by :func:`add_source_arguments` and split them; returns ``(splits, meta)``."""
-    from ..data import Normalizer, load_cloze_file, load_provo, split_records
+    from ..data import Normalizer, load_cloze, load_cloze_file, load_provo
 
     normalizer = Normalizer(lowercase=not args.keep_case, strip_punctuation=not args.keep_punctuation)
     stats: Counter = Counter()
     if getattr(args, "dataset", None):
         if args.cloze_file or args.provo_csv or args.download:
             raise InputError("give either --dataset or --cloze-file/--provo-csv/--download, not both")
-        from ..data import load_cloze_dataset
-
-        return load_cloze_dataset(args.dataset), {"normalizer": normalizer.to_dict(), "stats": stats,
-                                                  "source": f"The dataset `{args.dataset}`."}
+        return load_cloze(args.dataset), {"normalizer": normalizer.to_dict(), "stats": stats,
+                                          "source": f"The dataset `{args.dataset}`."}
     if args.cloze_file and (args.provo_csv or args.download):
         raise InputError("give either --cloze-file or --provo-csv/--download, not both")
     if args.cloze_file:
@@ -79,7 +77,8 @@ def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
         )
         source = None
         split = args.split
-    splits = split_records(records, split, test_size=args.test_size, validation_size=args.validation_size, seed=args.seed)
+    splits = load_cloze(records=records, split=split, test_size=args.test_size, validation_size=args.validation_size,
+                        seed=args.seed)  # the DatasetDict that `data build` writes, read back
     meta = {"normalizer": normalizer.to_dict(), "stats": stats}
     if source:
         meta.update(source=source, pretty_name="Cloze norms", license="other")

@@ -271,13 +271,13 @@ def cmd_compare(args) -> int:
 
 def cmd_gpt2_reference(args) -> int:
     """``varylm eval gpt2-reference``: the real GPT-2 samples and the oracle on the paper's test split."""
-    from ..data import load_provo, split_records
+    from ..data import load_cloze
     from ..evaluation import _check_out_dir, markdown_table, reference_gpt2_rows, summarize, write_run
 
     if args.out:
         check_out_writable(args.out)
         _check_out_dir(args.out, args.overwrite)
-    records = split_records(load_provo(), "paper")["test"]
+    records = load_cloze()["test"]
     rows = reference_gpt2_rows(records, seeds=args.seeds, quirks=args.quirks)
     name = "GPT-2 (real samples" + (", reference quirks)" if args.quirks else ")")
     summary = summarize(rows, name=name, seeds=args.seeds,

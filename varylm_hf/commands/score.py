@@ -129,14 +129,9 @@ def _load(args):
 
 def load_records(dataset: str | None, split: str) -> list[dict]:
     """Cloze records of ``split`` from a ``varylm data build`` folder, or from the packaged Provo (paper split)."""
-    if dataset:
-        from ..data import load_cloze_dataset
+    from ..data import load_cloze
 
-        splits = load_cloze_dataset(dataset)
-    else:
-        from ..data import load_provo, split_records
-
-        splits = split_records(load_provo(), "paper")
+    splits = load_cloze(dataset)
     if split == "all":
         return [r for name in ("train", "validation", "test") for r in splits.get(name, [])]
     if split not in splits or not splits[split]:

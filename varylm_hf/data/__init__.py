@@ -10,6 +10,7 @@ from .cloze import load_cloze_file
 from .hub_folder import (
     build_dataset_folder,
     features,
+    load_cloze,
     load_cloze_dataset,
     records_from_dataset,
     render_card,
@@ -25,7 +26,7 @@ from .splits import PAPER_SPLIT, passage_split, split_records, train_test_split_
 __all__ = [
     "DEFAULT_NORMALIZER", "LABEL_MODES", "NO_WORD", "Normalizer", "PAPER_SPLIT", "PROVO_SHA256", "PROVO_URL",
     "RECORD_KEYS", "build_dataset_folder", "download_provo_csv", "features", "first_word", "label_distribution",
-    "load_cloze_dataset", "load_cloze_file", "load_provo", "normalize_word", "passage_split", "provo_datasetdict", "records_from_dataset",
+    "load_cloze", "load_cloze_dataset", "load_cloze_file", "load_provo", "normalize_word", "passage_split", "provo_datasetdict", "records_from_dataset",
     "render_card", "split_records", "summarize", "to_datasetdict", "train_test_split_ids",
 ]
 

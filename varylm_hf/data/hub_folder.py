@@ -23,9 +23,12 @@ import yaml
 
 from .._io import atomic_folder
 from ..errors import InputError
+from .provo import load_provo
 from .records import RECORD_KEYS
+from .splits import split_records
 
-__all__ = ["features", "to_datasetdict", "records_from_dataset", "render_card", "build_dataset_folder", "summarize"]
+__all__ = ["features", "to_datasetdict", "records_from_dataset", "load_cloze", "load_cloze_dataset", "render_card",
+           "build_dataset_folder", "summarize"]
 
 _YAML_FEATURES = [
     {"name": "id", "dtype": "string"},
@@ -105,6 +108,30 @@ def load_cloze_dataset(name_or_path: str, revision: str | None = None) -> dict[s
                              "(not a cloze dataset of `varylm data build`)")
         splits[split] = records_from_dataset(ds)
     return splits
+
+
+def load_cloze(dataset: str | None = None, *, records: list[dict] | None = None, split: str = "paper",
+               revision: str | None = None, **split_kwargs) -> dict[str, list[dict]]:
+    """The splits of a cloze dataset as record lists, always read through a ``datasets.DatasetDict``.
+
+    The one loader of every entry point (training scripts, ``varylm eval run``/``score``/``reproduce``/``demo``):
+
+    * ``dataset``: a folder of ``varylm data build`` or a Hub dataset id (its own splits;
+      :func:`load_cloze_dataset`);
+    * otherwise ``records`` (default: the packaged Provo norms; a cloze file or the official Provo CSV read by
+      ``varylm data build``) split by passage with ``split`` (``"paper"`` or ``"random"``, ``split_kwargs`` to
+      :func:`~varylm_hf.data.splits.split_records`), turned into the DatasetDict that ``varylm data build``
+      writes (:func:`to_datasetdict`) and read back, so both paths yield the same records.
+
+    >>> splits = load_cloze()
+    >>> {name: len(recs) for name, recs in splits.items()}
+    {'train': 1892, 'validation': 258, 'test': 536}
+    """
+    if dataset:
+        return load_cloze_dataset(dataset, revision)
+    recs = load_provo() if records is None else records
+    dsd = to_datasetdict(split_records(recs, split, **split_kwargs))
+    return {name: records_from_dataset(ds) for name, ds in dsd.items()}
 
 
 def summarize(splits: dict[str, list[dict]]) -> list[dict]:
