@@ -17,7 +17,8 @@ Defaults are the paper's GPT-2 configuration: ``gpt2``, Adam, lr 1e-5, 16 contex
     # baselines and ablations: --label_mode corpus | majority | sample_k --label_k 4
     # corrected word probability: --word_prob_definition eow
     # data-parallel (2 CPU processes): torchrun --nproc_per_node 2 examples/train_gpt2.py ...
-    # a YAML file with the same keys: python examples/train_gpt2.py config.yaml
+    # a YAML file with the same keys, flags after it override it: python examples/train_gpt2.py --config c.yaml \
+    #     --learning_rate 3e-5   (or the file alone: python examples/train_gpt2.py c.yaml)
 
     # share it on the Hub: the model, varylm's model card and varylm_run.json, as `varylm push` uploads them
     # (one commit at the end of training; checkpoints and pickles stay local; the token comes from HF_TOKEN,
@@ -155,10 +156,40 @@ def _yaml_to_argv(parser: HfArgumentParser, path: str) -> list[str]:
     return argv
 
 
+def config_file(argv: list[str]) -> str | None:
+    """The YAML file of ``argv``: ``--config FILE`` (TrlParser's convention; flags after it override it) or a
+    single ``config.yaml`` argument."""
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) and not argv[0].startswith("-"):
+        return argv[0]
+    for i, word in enumerate(argv):
+        if word == "--config":
+            if i + 1 >= len(argv):
+                raise UsageError("argument --config: expected one argument (a YAML file)")
+            return argv[i + 1]
+        if word.startswith("--config="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _without_config(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--config":
+            skip = True
+        elif not word.startswith("--config="):
+            out.append(word)
+    return out
+
+
 def parse_arguments(parser: HfArgumentParser, argv: list[str]) -> tuple[ScriptArguments, VarTrainingArguments]:
-    """``argv`` (without the program name): flags, or a single ``config.yaml``. Raises InputError/UsageError."""
-    yaml_file = argv[0] if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) else None
-    words = _yaml_to_argv(parser, argv[0]) if yaml_file else argv
+    """``argv`` (without the program name): flags, ``--config config.yaml`` plus flags that override its values,
+    or a single ``config.yaml``. Raises InputError/UsageError."""
+    yaml_file = config_file(argv)
+    words = _yaml_to_argv(parser, yaml_file) + _without_config(argv) if yaml_file else argv
+    if yaml_file and argv == [yaml_file]:
+        words = _yaml_to_argv(parser, yaml_file)
     try:
         script, args = parser.parse_args_into_dataclasses(args=words)
     except (UsageError, ValueError) as err:  # argparse errors; TrainingArguments.__post_init__ raises ValueError
@@ -323,7 +354,11 @@ def run(argv: list[str] | None = None) -> int:
 
     Bad input: one line ``error: ...`` on stderr and status 2, before any model is loaded or folder made."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    yaml_file = argv[0] if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) else None
+    try:
+        yaml_file = config_file(argv)
+    except UsageError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
     try:
         script_args, training_args = parse_arguments(make_parser(), argv)
         main(script_args, training_args, command="python examples/train_gpt2.py " + shlex.join(argv))

@@ -253,3 +253,18 @@ def test_train_gpt2_yaml_values_are_typed_like_flags(gpt2_script, workspace, tmp
     assert args.use_cpu is True and args.group_by_passage is True and args.report_to in ([], ["none"], "none")
     assert script.model_name_or_path == workspace["model"] and script.max_train_contexts == 0
     assert args.resume_from_checkpoint is None
+
+
+def test_train_gpt2_config_file_with_flag_overrides(gpt2_script, tmp_path):
+    """``--config c.yaml`` (TrlParser's convention) plus flags: the flags win; the single-file form still works."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model_name_or_path: gpt2\nlearning_rate: 1.0e-4\nnum_train_epochs: 2\nlabel_mode: majority\n")
+    parser = gpt2_script.make_parser()
+    script, args = gpt2_script.parse_arguments(parser, ["--config", str(cfg), "--learning_rate", "3e-5"])
+    assert (args.learning_rate, args.num_train_epochs, args.label_mode) == (3e-5, 2, "majority")
+    assert script.model_name_or_path == "gpt2"
+    _, args = gpt2_script.parse_arguments(parser, [f"--config={cfg}"])
+    assert args.learning_rate == 1e-4
+    _, args = gpt2_script.parse_arguments(parser, [str(cfg)])
+    assert args.num_train_epochs == 2
+    assert gpt2_script.run(["--config"]) == 2
