@@ -134,3 +134,10 @@ def test_registered_metric_reaches_rows_and_summary(always_mat):
         del evaluation.SAMPLED_METRICS["mat_share"]
     assert [r["mat_share"] for r in rows] == [1.0] * 6
     assert summary["sampled"]["mat_share"]["per_seed"] == [1.0, 1.0]
+
+
+def test_naive_backend_takes_the_shared_options_and_names_unknown_ones():
+    from varylm_hf.sampling import naive_sample_next_words
+
+    with pytest.raises(InputError, match="unknown sampling option.*nope.*expected some of prompt"):
+        naive_sample_next_words(None, None, ["the cat"], 4, nope=1)

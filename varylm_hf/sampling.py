@@ -395,42 +395,39 @@ def _sample_batch(model, batch_ids, gens, spec: _Decoding):
     return words, texts
 
 
-def naive_sample_next_words(
-    model,
-    tokenizer,
-    contexts: Sequence[str],
-    num_samples: int = 40,
-    *,
-    prompt: str = "auto",
-    one_shot_example=None,
-    max_new_tokens: int = 16,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 42,
-    normalizer: Normalizer | None = None,
-    bos: str | None = "auto",
-    word_rule: WordRule | None = None,
-    batch_size: int = 1,
-    progress: bool = False,
-) -> list[list[str]]:
+def _options_of(fn, options: dict) -> dict:
+    """``options`` completed with ``fn``'s keyword defaults; an unknown name is a one-line error."""
+    import inspect
+
+    params = {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise InputError(f"unknown sampling option(s) {', '.join(unknown)} (expected some of {', '.join(params)})")
+    return {**params, **options}
+
+
+def naive_sample_next_words(model, tokenizer, contexts: Sequence[str], num_samples: int = 40, **options
+                            ) -> list[list[str]]:
     """Reference sampler: ``model.generate(num_return_sequences=num_samples)`` once per context.
 
-    Same outputs in distribution as :func:`sample_next_words` (same prompts, same word cutting),
-    but every context is prefilled ``num_samples`` times and all ``max_new_tokens`` are generated.
-    Kept for the benchmark and as a cross-check; use :func:`sample_next_words`. ``batch_size`` and
-    ``progress`` are accepted for the backend interface (:data:`SAMPLERS`) and unused: one context at a time.
+    Takes the keyword options of :func:`sample_next_words` (same defaults; ``batch_size``, ``progress`` and
+    ``return_texts`` are accepted for the backend interface, :data:`SAMPLERS`, and unused: one context at a
+    time, words only). Same outputs in distribution as :func:`sample_next_words` (same prompts, same word
+    cutting), but every context is prefilled ``num_samples`` times and all ``max_new_tokens`` are generated.
+    Kept for the benchmark and as a cross-check; use :func:`sample_next_words`.
     """
     import torch
 
+    o = _options_of(sample_next_words, options)
+    max_new_tokens, top_k, top_p, temperature = o["max_new_tokens"], o["top_k"], o["top_p"], o["temperature"]
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
-    style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, prompt, one_shot_example,
-                                                       max_new_tokens, bos)
+    style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, o["prompt"], o["one_shot_example"],
+                                                       max_new_tokens, o["bos"])
     device = next(model.parameters()).device
-    rule, chat = word_rule_for(normalizer, word_rule), style != "plain"
+    rule, chat = word_rule_for(o["normalizer"], o["word_rule"]), style != "plain"
     results = []
     for ctx, ids in zip(contexts, encoded):
-        torch.manual_seed(context_seed(seed, ctx))
+        torch.manual_seed(context_seed(o["seed"], ctx))
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         with torch.inference_mode():
             out = model.generate(
