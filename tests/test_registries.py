@@ -119,11 +119,11 @@ def test_registered_sampler_drives_sampled_tvd(always_mat, tmp_path, capsys):
 
 
 def test_registered_metric_reaches_rows_and_summary(always_mat):
-    from varylm_hf import evaluation
+    from varylm_hf import evaluation, metrics
 
     from conftest import make_wordlevel_gpt2, make_wordlevel_tokenizer
 
-    evaluation.register_sampled_metric("mat_share", lambda rec, s, seed: s.count("mat") / len(s))
+    metrics.register_sampled_metric("mat_share", lambda rec, s, seed: s.count("mat") / len(s))
     try:
         tok = make_wordlevel_tokenizer()
         recs = [dict(REC, id=f"r{i}") for i in range(3)]
@@ -131,7 +131,7 @@ def test_registered_metric_reaches_rows_and_summary(always_mat):
                                                   seeds=[1, 2], sampler="always-mat", progress=False,
                                                   return_rows=True)
     finally:
-        del evaluation.SAMPLED_METRICS["mat_share"]
+        del metrics.SAMPLED_METRICS["mat_share"]
     assert [r["mat_share"] for r in rows] == [1.0] * 6
     assert summary["sampled"]["mat_share"]["per_seed"] == [1.0, 1.0]
 

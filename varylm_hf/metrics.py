@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from .data.normalize import NO_WORD
 
 __all__ = [
+    "SAMPLED_METRICS",
+    "register_sampled_metric",
     "as_counts",
     "as_distribution",
     "expand_bag",
@@ -327,3 +329,30 @@ def mean_sd(values: Iterable[float]) -> tuple[float, float]:
 def counts_of(samples: Iterable[str]) -> dict[str, int]:
     """``{word: count}`` of a list of sampled words, most frequent first (a plain dict for JSON)."""
     return dict(sorted(Counter(samples).items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# --------------------------------------------------------------------------- the metrics of a sampled row
+
+#: Per-context metrics of one seed's samples: ``name -> fn(record, samples, seed)`` (a float, or ``None`` when
+#: it does not apply). Each becomes a key of the sampled rows and of ``summary["sampled"]`` (per-seed means,
+#: mean ± SD over seeds, :func:`varylm_hf.report.summarize`). A new metric is one function in this module and
+#: one entry here (or a :func:`register_sampled_metric` call from outside).
+SAMPLED_METRICS: dict = {
+    "tvd": lambda rec, s, seed: tvd(rec["answers"], s),
+    "oracle_tvd": lambda rec, s, seed: oracle_tvd(rec["answers"], seed),
+    "perfect_tvd": lambda rec, s, seed: perfect_model_tvd(rec["answers"], len(s), seed),
+    "matched_tvd": lambda rec, s, seed: (matched_size_tvd(rec["answers"], s, seed)
+                                         if len(s) >= rec["num_answers"] // 2 else None),
+    "entropy": lambda rec, s, seed: entropy(s),
+    "human_entropy": lambda rec, s, seed: entropy(rec["answers"]),
+    "coverage": lambda rec, s, seed: unique_word_coverage(rec["answers"], s),
+    "failure_rate": lambda rec, s, seed: failure_rate(s),
+    "js": lambda rec, s, seed: js_divergence(rec["answers"], s),
+}
+#: Sampled-row keys that are not averaged into the summary (the human side is summarised once, elsewhere).
+_NOT_SUMMARISED = ("human_entropy",)
+
+
+def register_sampled_metric(name: str, fn) -> None:
+    """Add (or replace) a per-context metric of the samples: ``fn(record, samples, seed) -> float | None``."""
+    SAMPLED_METRICS[name] = fn
