@@ -26,30 +26,11 @@ complete header (:func:`varylm_hf._io.check_safetensors`). Text files are upload
 (Hub token) redacted (:mod:`varylm_hf.secrets`). Uploads go through ``HfApi.create_commit``: one commit per
 push, unchanged files are skipped, and an identical second push creates no commit.
 
-The model card is rendered from two optional JSON files in the folder (see :data:`RUN_CONFIG_FILE` and
-:data:`EVAL_SUMMARY_FILE`, documented in docs/hub.md):
-
-``varylm_run.json`` (written by the training scripts)::
-
-    {"base_model": "openai-community/gpt2",          # Hub id of the model that was fine-tuned
-     "recipe": "var",                                 # var | ft-orig | ft-maj | sample-k | sft | free text
-     "loss": "soft-label word cross-entropy",         # optional, free text (default: from the recipe)
-     "label_mode": "all",                             # all | corpus | majority | sample_k
-     "k": null,                                       # answers sampled per context (label_mode sample_k)
-     "word_prob_definition": "paper",                 # paper | eow (end-of-word corrected)
-     "dataset": "varylm/provo_cloze",                 # optional, Hub id of the training data ("data": name also read)
-     "split": "paper",                                # paper | random | free text
-     "seed": 42,                                      # int, or "seeds": [42, 123, 456]
-     "hyperparameters": {"learning_rate": 1e-05, "per_device_train_batch_size": 16, "num_train_epochs": 3}}
-
-``eval_summary.json`` (a copy of the ``summary.json`` that ``varylm eval run --out DIR`` writes, or pass its
-path as ``eval_summary=``)::
-
-    {"mean_tvd": 0.61, "oracle_tvd": 0.48,            # required when the file exists, in [0, 1]
-     "n_contexts": 536, "seeds": [42, 123, 456],      # optional, shown in the card
-     "sd_tvd": 0.01,                                  # optional (else read from sampled.tvd.sd)
-     "split": "test", "num_samples": 40, "estimator": "sampled",
-     "mean_tvd_exact": 0.58, "failure_rate": 0.02, "human_entropy": 2.1}
+The model card of a model or adapter is rendered by :mod:`varylm_hf.cards` (:func:`render_folder_card`) from
+two optional JSON files in the folder: ``varylm_run.json`` (:class:`varylm_hf.cards.RunFile`, written by the
+training recipes) and ``eval_summary.json``; their schemas are in :mod:`varylm_hf.cards`' docstring and in
+docs/hub.md. ``RUN_CONFIG_FILE``, ``read_run_config``, ``render_model_card`` and the other card names are still
+importable from here.
 
 Endpoint and token: ``endpoint=``/``token=`` arguments win; otherwise ``HF_ENDPOINT`` is read when the
 function runs (so it may be set after ``huggingface_hub`` was imported) and the token comes from
@@ -67,8 +48,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import check_safetensors
-from .data.labels import LABEL_MODES
-from .data.words import describe_word_rule
+from .cards import (  # the card names are re-exported here (__all__), their old home
+    EVAL_SUMMARY_FILE,
+    RUN_CONFIG_FILE,
+    TRAINING_ARGS_FILE,
+    check_hub_id,
+    read_eval_summary,
+    read_run_config,
+    render_folder_card,
+    render_model_card,
+)
+from .cards import read_json as _read_json
 from .errors import InputError, VarylmError
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
 
@@ -94,13 +84,6 @@ __all__ = [
     "check_hub_id",
 ]
 
-#: Run description written next to a checkpoint by the training scripts (schema in the module docstring).
-RUN_CONFIG_FILE = "varylm_run.json"
-#: Evaluation summary (``mean_tvd``, ``oracle_tvd``, ...) put next to a checkpoint before pushing.
-EVAL_SUMMARY_FILE = "eval_summary.json"
-#: ``TrainingArguments.to_dict()`` as JSON; used for hyper-parameters when varylm_run.json has none.
-TRAINING_ARGS_FILE = "training_args.json"
-
 KINDS = ("model", "adapter", "dataset", "metric")
 _REPO_TYPE = {"model": "model", "adapter": "model", "dataset": "dataset", "metric": "space"}
 #: Trainer resume state (pickles), never uploaded, at any depth.
@@ -116,44 +99,6 @@ _UPLOAD_NAMES = ("LICENSE", "NOTICE", "CITATION.cff", ".gitattributes")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-[^/]*$")
 _TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".csv", ".tsv", ".jinja", ".py", ".cff")
 _REDACT_MAX_BYTES = 64 * 1024 * 1024
-_HPARAM_KEYS = (
-    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
-    "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "seed", "bf16", "fp16",
-)
-_WORD_PROB = {
-    "paper": "q(w∣c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
-    "eow": "product of the word's token probabilities times the probability that the next token ends the word "
-    "under varylm's word rule (Pimentel & Meister's end-of-word term, 2024)",
-}
-_RECIPES = {
-    "var": "word-level soft-label cross-entropy, -sum_w p(w∣c) log q(w∣c)",
-    "ft-orig": "word-level cross-entropy on the corpus word",
-    "ft-maj": "word-level cross-entropy on the majority human answer",
-    "sample-k": "word-level cross-entropy on k sampled human answers",
-    "sft": "supervised fine-tuning on (prompt, human answer) pairs, one pair per answer (loss on the answer only)",
-}
-_CITATION = """\
-@inproceedings{groot2025learning,
-  title  = {Learning to vary: Teaching {LMs} to reproduce human linguistic variability in next-word prediction},
-  author = {Groot, Tobias and Lacunes, Salo and Ilia, Evgenia},
-  year   = {2025}
-}
-@article{ilia2024predict,
-  title   = {Predict the next word: Humans exhibit uncertainty in this task and language models _____},
-  author  = {Ilia, Evgenia and Aziz, Wilker},
-  journal = {arXiv preprint arXiv:2402.17527},
-  year    = {2024}
-}
-@article{luke2018provo,
-  title   = {The {Provo} {Corpus}: A large eye-tracking corpus with predictability norms},
-  author  = {Luke, Steven G. and Christianson, Kiel},
-  journal = {Behavior Research Methods},
-  volume  = {50},
-  pages   = {826--833},
-  year    = {2018}
-}"""
-
-
 class HubError(VarylmError):
     """The Hub could not be reached or refused a request (one-line message; the CLI exits 2)."""
 
@@ -274,32 +219,6 @@ def _hub_errors(action: str, repo: str, endpoint: str | None, token: str | None,
                               "local files are untouched, retry when it is reachable", token)) from err
 
 
-def check_hub_id(value: str, what: str = "repo id") -> str:
-    """Return ``value`` if it is a valid Hub repo id (``name`` or ``namespace/name``), else raise InputError."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    text = str(value)
-    if text == OFFLINE_MODEL:
-        raise InputError(f"{what} {text!r} is varylm's offline GGUF alias, not a Hub id; use {OFFLINE_MODEL_HUB_ID}")
-    if text.startswith(("/", ".", "~")) or "\\" in text or text.endswith(".gguf") or text.count("/") > 1:
-        raise InputError(f"{what} {text!r} is a local path, not a Hub id (expected 'namespace/name')")
-    try:
-        validate_repo_id(text)
-    except HFValidationError as err:
-        raise InputError(f"{what} {text!r} is not a valid Hub id: {str(err).splitlines()[0]}") from None
-    return text
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
-
-
 def _folder(folder) -> Path:
     path = Path(folder)
     if not path.is_dir():
@@ -347,246 +266,6 @@ def _local_files(folder: Path) -> list[str]:
     """Relative POSIX paths of the files a push would consider (sorted; see :func:`_scan`)."""
     listing = _scan(folder, scripts=True)
     return sorted(listing.files + listing.pickles)
-
-
-# ----------------------------------------------------------------------------------- run info
-def _validate_run(run: dict, path: Path) -> dict:
-    for key in ("base_model", "recipe", "loss", "label_mode", "word_prob_definition", "dataset", "split"):
-        if run.get(key) is not None and not isinstance(run[key], str):
-            raise InputError(f"{path}: {key!r} must be a string, got {type(run[key]).__name__}")
-    for key in ("seed", "k"):
-        if run.get(key) is not None and (not isinstance(run[key], int) or isinstance(run[key], bool)):
-            raise InputError(f"{path}: {key!r} must be an integer")
-    seeds = run.get("seeds")
-    if seeds is not None and not (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds)):
-        raise InputError(f"{path}: 'seeds' must be a list of integers")
-    if run.get("hyperparameters") is not None and not isinstance(run["hyperparameters"], dict):
-        raise InputError(f"{path}: 'hyperparameters' must be an object")
-    return run
-
-
-def read_run_config(folder, path=None) -> dict:
-    """Read the run description of a checkpoint folder.
-
-    ``path`` (default ``<folder>/varylm_run.json``) follows the schema in the module docstring;
-    hyper-parameters (and the seed) fall back to ``<folder>/training_args.json``. Returns an empty dict
-    when neither exists. Raises InputError on malformed JSON or wrong types.
-    """
-    folder = Path(folder)
-    run: dict = {}
-    if path is not None and not Path(path).is_file():
-        raise InputError(f"--run-config {path}: no such file")
-    path = Path(path) if path is not None else folder / RUN_CONFIG_FILE
-    if path.is_file():
-        run = _validate_run(_read_json(path), path)
-    targs = folder / TRAINING_ARGS_FILE
-    if not run.get("hyperparameters") and targs.is_file():
-        args = _read_json(targs)
-        run["hyperparameters"] = {k: args[k] for k in _HPARAM_KEYS if k in args}
-        if run.get("seed") is None and isinstance(args.get("seed"), int):
-            run["seed"] = args["seed"]
-    return run
-
-
-def read_eval_summary(path) -> dict | None:
-    """Read an evaluation summary (``mean_tvd`` and ``oracle_tvd`` required); None when ``path`` is absent."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    summary = _read_json(path)
-    for key in ("mean_tvd", "oracle_tvd"):
-        value = summary.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-            raise InputError(f"{path}: {key!r} must be a number in [0, 1], got {value!r}")
-    return summary
-
-
-def _is_hub_dataset_id(value: str) -> bool:
-    """Whether ``value`` reads as a Hub dataset id (``namespace/name``), not a local path or a bare name."""
-    try:
-        return value.count("/") == 1 and check_hub_id(value) == value
-    except InputError:
-        return False
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "not recorded"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return _cell(f"`{value}`" if isinstance(value, str) else str(value))
-
-
-def _cell(text: str) -> str:
-    """Escape ``|`` so that free text cannot break a Markdown table row."""
-    return text.replace("|", "\\|")
-
-
-def render_model_card(
-    repo_id: str,
-    *,
-    run: dict | None = None,
-    summary: dict | None = None,
-    adapter_config: dict | None = None,
-    base_model: str | None = None,
-) -> str:
-    """Render the README.md of a varylm model or adapter repo.
-
-    YAML: license, base_model, library_name (transformers or peft), pipeline_tag, tags, datasets and a
-    ``model-index`` holding mean TVD and oracle TVD when ``summary`` is given. Body: what the model is,
-    the recipe (loss, label mode, word-probability definition), data and split, hyper-parameters, seeds,
-    evaluation, how to use, intended use, limitations and citations.
-    """
-    from huggingface_hub import EvalResult, ModelCardData
-
-    run = dict(run or {})
-    base = base_model or run.get("base_model")
-    is_adapter = adapter_config is not None
-    dataset = run.get("dataset") or (run["data"] if isinstance(run.get("data"), str) else None) or "provo_cloze"
-    split_name = (summary or {}).get("split") or "test"
-    eval_results = None
-    if summary:
-        common = dict(task_type="text-generation", task_name="Next-word prediction (human cloze distribution)",
-                      dataset_type=dataset, dataset_name="Provo cloze norms", dataset_split=split_name)
-        eval_results = [
-            EvalResult(metric_type="tvd", metric_name="mean TVD (lower is better)", metric_value=float(summary["mean_tvd"]), **common),
-            EvalResult(metric_type="tvd", metric_name="oracle TVD (human split-half)", metric_value=float(summary["oracle_tvd"]), **common),
-        ]
-        exact = summary.get("mean_tvd_exact")
-        if "sampled" in summary and isinstance(exact, (int, float)) and not isinstance(exact, bool):
-            eval_results.insert(1, EvalResult(metric_type="tvd", metric_name="exact TVD (word probabilities)",
-                                              metric_value=float(exact), **common))
-    tags = ["varylm", "cloze", "human-label-variation", "next-word-prediction"]
-    if is_adapter:
-        tags += ["lora", "peft"]
-    data = ModelCardData(
-        license="apache-2.0",
-        base_model=base,
-        library_name="peft" if is_adapter else "transformers",
-        pipeline_tag="text-generation",
-        tags=tags,
-        datasets=[dataset] if _is_hub_dataset_id(dataset) else None,  # a local path is no Hub dataset
-        model_name=repo_id,
-        eval_results=eval_results,
-    )
-    name = repo_id.split("/")[-1]
-    data_flag = f" --dataset {dataset}" if _is_hub_dataset_id(dataset) else ""  # eval on the data it was trained on
-    recipe = run.get("recipe")
-    label_mode = run.get("label_mode")
-    wp = run.get("word_prob_definition")
-    loss = run.get("loss") or _RECIPES.get(recipe or "", None)
-    seeds = run.get("seeds") or ([run["seed"]] if run.get("seed") is not None else None)
-    k_txt = f" (k = {run['k']})" if run.get("k") is not None else ""
-    label_txt = LABEL_MODES[label_mode].description if label_mode in LABEL_MODES else None
-    if recipe == "sft" and label_mode == "all":
-        label_txt = "every human answer, one (prompt, answer) training row per answer (the paper's data augmentation)"
-    lines = [f"# {name}", ""]
-    kind = "LoRA adapter for" if is_adapter else "Fine-tuned version of"
-    base_txt = f"[{base}](https://huggingface.co/{base})" if base else "an unrecorded base model"
-    lines += [
-        f"{kind} {base_txt}, trained with varylm-hf so that its "
-        "next-word distribution matches the distribution of human next-word (cloze) answers, after "
-        "*Learning to vary* (Groot, Lacunes & Ilia, 2025).",
-        "",
-        "## Training recipe",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Base model | {_fmt(base)} |",
-        f"| Recipe | {_fmt(recipe)} |",
-        f"| Loss | {_cell(loss or 'not recorded')} |",
-        f"| Label mode | {_fmt(label_mode)}{' — ' + label_txt if label_txt else ''}{k_txt} |",
-        f"| Word probability | {_fmt(wp)}{' — ' + _WORD_PROB[wp] if wp in _WORD_PROB else ''} |",
-        f"| Training data | {_fmt(dataset)} (Provo Corpus predictability norms, Luke & Christianson 2018) |",
-        f"| Split | {_fmt(run.get('split'))} (by passage, never by context) |",
-        f"| Seed(s) | {', '.join(str(s) for s in seeds) if seeds else 'not recorded'} |",
-    ]
-    if is_adapter:
-        targets = adapter_config.get("target_modules")
-        if isinstance(targets, list):
-            targets = ", ".join(sorted(targets))
-        lines.append(f"| Adapter | {adapter_config.get('peft_type', 'LORA')} r={adapter_config.get('r')}, "
-                     f"alpha={adapter_config.get('lora_alpha')}, dropout={adapter_config.get('lora_dropout')}, "
-                     f"targets: {targets} |")
-    hparams = run.get("hyperparameters") or {}
-    lines += ["", "### Hyper-parameters", ""]
-    if hparams:
-        lines += ["| name | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in sorted(hparams.items())]
-    else:
-        lines.append("Not recorded (no `hyperparameters` in varylm_run.json and no training_args.json).")
-    lines += ["", "## Evaluation", ""]
-    if summary:
-        sd_value = summary.get("sd_tvd")
-        if sd_value is None and isinstance(summary.get("sampled"), dict):  # varylm eval's summary.json
-            sd_value = (summary["sampled"].get("tvd") or {}).get("sd")
-        sd = f" ± {sd_value:.4f} (SD over seeds)" if isinstance(sd_value, (int, float)) else ""
-        estimator = summary.get("estimator") or (
-            "sampled" if "sampled" in summary else "exact" if "exact" in summary else None)
-        est = _fmt(estimator) + (f", {summary['num_samples']} samples" if summary.get("num_samples") else "")
-        if isinstance(summary.get("seeds"), list):
-            est += f", seeds {', '.join(str(x) for x in summary['seeds'])}"
-        lines += [
-            "Total variation distance (TVD) between the human next-word distribution and the model's, per "
-            "context, averaged over the contexts of the split (after Ilia & Aziz, 2024). Lower is better; "
-            "the oracle TVD compares two disjoint halves of the human answers and shows the noise floor.",
-            "",
-            "| split | mean TVD | oracle TVD | contexts | estimator |",
-            "|---|---|---|---|---|",
-            f"| {split_name} | {summary['mean_tvd']:.4f}{sd} | {summary['oracle_tvd']:.4f} | "
-            f"{_fmt(summary.get('n_contexts'))} | {est} |",
-        ]
-        extra = [(key, summary.get(key)) for key in ("mean_tvd_exact", "failure_rate", "human_entropy")]
-        extra = [(key, value) for key, value in extra if isinstance(value, (int, float))]
-        if extra:
-            lines += [""] + [f"* {key}: {value:.4f}" for key, value in extra]
-    else:
-        lines.append(f"No evaluation summary was provided at upload time (`{EVAL_SUMMARY_FILE}`).")
-    lines += ["", "## How to use", "", "```python"]
-    if is_adapter:
-        lines += [
-            "from peft import PeftModel",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "",
-            f'base = AutoModelForCausalLM.from_pretrained("{base}")',
-            f'model = PeftModel.from_pretrained(base, "{repo_id}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{base}")',
-        ]
-        cli = f"varylm eval run --model {base} --adapter {repo_id}{data_flag} --mode both --out runs/eval/{name}"
-    else:
-        lines += [
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "",
-            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-        ]
-        cli = f"varylm eval run --model {repo_id}{data_flag} --mode both --out runs/eval/{name}"
-    lines += ["```", "", "Evaluate it against the human answers with varylm-hf:", "", "```bash", cli, "```", ""]
-    lines += [
-        "## Intended use",
-        "",
-        "Research on human linguistic variability: estimating how well a language model reproduces the "
-        "spread of plausible next words that a population of English readers produces, and as a baseline "
-        "for work on pluralistic alignment. It is not a general-purpose assistant or text generator.",
-        "",
-        "## Limitations",
-        "",
-        "* Trained and evaluated on English expository and fiction passages of the Provo Corpus "
-        "(55 passages, ~40 answers per context); variability elsewhere may differ.",
-        "* TVD is estimated from a finite number of human answers and model samples; compare with the "
-        "oracle TVD, which is not zero.",
-        f"* First token of plain contexts: {run.get('first_token') or 'the document separator or the tokenizer BOS'} "
-        "(never a chat-role marker). Word outcome: " + describe_word_rule() + ".",
-        "* Word probabilities depend on the tokenizer and on the word-probability definition above; "
-        "fine-tuning on next-word data can reduce performance on unrelated tasks.",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        _CITATION,
-        "```",
-        "",
-    ]
-    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------- pushing
@@ -675,21 +354,6 @@ def _push_files(
                       files=sorted(files + list(replace)), skipped=listing.skipped)
 
 
-def _card_base_model(base: str | None) -> str | None:
-    """The base model as the card names it: a Hub id (the offline GGUF alias -> the model it was quantised from)."""
-    if base == OFFLINE_MODEL:  # trained from the offline GGUF file: name the Hub model it was quantised from
-        base = OFFLINE_MODEL_HUB_ID
-    return check_hub_id(base, "base model") if base else None
-
-
-def _card_inputs(folder: Path, run_config, eval_summary) -> tuple[dict, dict | None]:
-    run = read_run_config(folder, run_config)
-    summary = read_eval_summary(folder / EVAL_SUMMARY_FILE if eval_summary is None else eval_summary)
-    if eval_summary is not None and summary is None:
-        raise InputError(f"--eval-summary {eval_summary}: no such file")
-    return run, summary
-
-
 def push_model(
     folder,
     repo_id: str,
@@ -726,9 +390,8 @@ def push_model(
                          "(tokenizer.save_pretrained(folder))")
     replace, skip = {}, set()
     if card:
-        run, summary = _card_inputs(folder, run_config, eval_summary)
-        base = _card_base_model(base_model or run.get("base_model"))
-        replace["README.md"] = render_model_card(repo_id, run=run, summary=summary, base_model=base).encode()
+        replace["README.md"] = render_folder_card(folder, repo_id, run_config=run_config, eval_summary=eval_summary,
+                                                  base_model=base_model).encode()
     return _push_files(folder, repo_id, "model", replace=replace, skip=skip,
                        commit_message=commit_message or "Upload varylm model", private=private,
                        space_sdk=None, endpoint=endpoint, token=token, allow_pickle=allow_pickle,
@@ -787,9 +450,8 @@ def push_adapter(
                 f"loaded from the Hub; pass --base-model {hint} (the local file is left unchanged)"
             ) from None
     if card:
-        run, summary = _card_inputs(folder, run_config, eval_summary)
-        replace["README.md"] = render_model_card(repo_id, run=run, summary=summary, adapter_config=adapter_config,
-                                                 base_model=base).encode()
+        replace["README.md"] = render_folder_card(folder, repo_id, run_config=run_config, eval_summary=eval_summary,
+                                                  adapter_config=adapter_config, base_model=base).encode()
     return _push_files(folder, repo_id, "model", replace=replace, skip=set(),
                        commit_message=commit_message or "Upload varylm adapter", private=private,
                        space_sdk=None, endpoint=endpoint, token=token, allow_pickle=allow_pickle,
@@ -910,11 +572,8 @@ def push_eval_summary(
             for name in (RUN_CONFIG_FILE, TRAINING_ARGS_FILE, "adapter_config.json"):
                 if name in names:
                     api.hf_hub_download(repo_id, name, local_dir=inputs)
-        run = read_run_config(inputs)
         adapter_config = _read_json(inputs / "adapter_config.json") if "adapter_config.json" in names else None
-        base = run.get("base_model") or (adapter_config or {}).get("base_model_name_or_path")
-        card = render_model_card(repo_id, run=run, summary=summary, adapter_config=adapter_config,
-                                 base_model=_card_base_model(base))
+        card = render_folder_card(inputs, repo_id, summary=summary, adapter_config=adapter_config)
         replace = {"README.md": card.encode(), EVAL_SUMMARY_FILE: (json.dumps(summary, indent=2) + "\n").encode()}
         return _push_files(empty, repo_id, "model", replace=replace, skip=set(),
                            commit_message=commit_message or "Add varylm evaluation", private=None,

@@ -18,12 +18,12 @@ evaluation time. Adapters are LoRA (r=8, alpha=16, dropout 0.05, seven projectio
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cards import RUN_CONFIG_FILE, RunFile, render_adapter_card
 from .data.labels import LABEL_MODES as _ALL_LABEL_MODES
 from .data.labels import label_counts
 from .errors import InputError
@@ -754,12 +754,14 @@ def _hyperparameters(config: InstructConfig) -> dict:
 def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, train_rows: int | None = None) -> Path:
     """Save a PeftModel's adapter with a PEFT model card and ``varylm_run.json``; returns the folder.
 
-    ``train_rows`` is the number of augmented (prompt, answer) rows the training data stands for.
+    ``train_rows`` is the number of augmented (prompt, answer) rows the training data stands for. The run file
+    is a :class:`~varylm_hf.cards.RunFile`; the card is :func:`~varylm_hf.cards.render_adapter_card`.
 
     The card's ``base_model`` is ``config.base_model_id`` (a Hub id, so that
     ``AutoPeftModelForCausalLM`` can fetch the base), falling back to the model's own name.
     """
-    from huggingface_hub import ModelCard
+    import peft
+    import transformers
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -769,7 +771,7 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
     model.save_pretrained(out, save_embedding_layers=False)  # LoRA only; no Hub lookup of the base
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
-    run = {
+    run = RunFile.from_dict({
         "base_model": base,
         "recipe": config.recipe,
         "label_mode": config.label_mode,
@@ -780,61 +782,10 @@ def save_adapter(model, tokenizer, output_dir: str, config: InstructConfig, trai
         "train_rows": train_rows,
         "hyperparameters": _hyperparameters(config),
         **({"extra": config.extra} if config.extra else {}),
-    }
-    from .secrets import redact_obj, redact_text
-
-    run = redact_obj(run)  # never a token on disk
-    (out / "varylm_run.json").write_text(json.dumps(run, indent=2) + "\n")
-    card = ModelCard.load(out / "README.md")
-    card.data.base_model = base
-    card.data.library_name = "peft"
-    tags = [t for t in (card.data.tags or []) if not t.startswith("base_model:")]  # peft tags the local path
-    card.data.tags = sorted(set(tags + [f"base_model:adapter:{base}", "varylm-hf", "lora", "sft", "human-variability"]))
-    card.text = _card_text(config, base)
-    (out / "README.md").write_text(redact_text(str(card)), encoding="utf-8")
+    }, out / RUN_CONFIG_FILE)
+    run.write(out)  # never a token on disk
+    readme = out / "README.md"
+    card = render_adapter_card(readme.read_text(encoding="utf-8"), run, out,
+                               versions={"PEFT": peft.__version__, "Transformers": transformers.__version__})
+    readme.write_text(card, encoding="utf-8")
     return out
-
-
-def _quant_text(config: InstructConfig) -> str:
-    if not config.qlora:
-        return "no quantisation"
-    dtype = (config.extra or {}).get("bnb_4bit_compute_dtype", "bfloat16")
-    return f"QLoRA 4-bit nf4 + double quantisation, {dtype} compute"
-
-
-def _card_text(config: InstructConfig, base: str) -> str:
-    """Body of the adapter's model card (the YAML header is peft's, amended by :func:`save_adapter`)."""
-    import peft
-    import transformers
-
-    hp = _hyperparameters(config)
-    source = config.extra.get("model_source") if config.extra else None
-    rows = "one row per human answer" if config.label_mode == "all" else "one row per context"
-    recipe = ("TRL SFTTrainer on the augmented rows" if config.recipe == "sft"
-              else "the augmented-SFT objective with one row per context, each answer weighted by its count")
-    text = (
-        f"# varylm-hf adapter: {config.recipe} recipe, {config.label_mode} answers\n\n"
-        f"LoRA adapter for `{base}` trained to reproduce the spread of human next-word answers "
-        "(after *Learning to vary*, Groot, Lacunes & Ilia, 2025).\n\n"
-        f"* Data: {config.data} cloze norms, `{config.split}` split (training passages only), "
-        f"label mode `{config.label_mode}` ({rows}).\n"
-        f"* Recipe: `{config.recipe}`: {recipe}; loss on the completion (answer + end of turn) only.\n"
-        "* Prompt: the paper's instruction prompt (Appendix A) through the chat template, the same at evaluation.\n"
-        f"* Hyper-parameters: lr {config.learning_rate}, batch {hp['batch_size']} {hp['batch_unit']}, "
-        f"{config.num_train_epochs} epochs (max_steps {config.max_steps}), LoRA r={config.lora_r} "
-        f"alpha={config.lora_alpha} dropout={config.lora_dropout} on {', '.join(LORA_TARGET_MODULES)}, "
-        f"{_quant_text(config)}, "
-        f"seed {config.seed}.\n"
-        "* Load: `PeftModel.from_pretrained(base_model, path)` or `AutoPeftModelForCausalLM.from_pretrained(path)`; "
-        "all settings in `varylm_run.json`.\n"
-    )
-    if source:
-        text += (f"* Trained on `{source}`, a quantised copy of the base dequantised to float32: on the Hub weights "
-                 "the adapter behaves nearly, not exactly, the same.\n")
-    text += (
-        "\n## Limitations\n\nTrained on English reading-study passages (Provo cloze norms, CC BY 4.0, Luke & "
-        "Christianson 2018). Matching the human spread of answers there can lower accuracy on questions with one "
-        "right answer (paper Appendix G; check with `varylm_hf.qa`).\n\n"
-        f"## Framework versions\n\n- PEFT {peft.__version__}\n- Transformers {transformers.__version__}\n"
-    )
-    return text

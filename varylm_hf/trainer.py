@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
+from .cards import RUN_CONFIG_FILE, RunFile, render_var_card
 from .collator import VarCollator
 from .conditioning import first_token_text
 from .data import LABEL_MODES
@@ -45,7 +46,7 @@ __all__ = [
 
 
 #: The run description saved beside a checkpoint (read by `varylm push` for the model card).
-RUN_FILE = "varylm_run.json"
+RUN_FILE = RUN_CONFIG_FILE
 
 
 class NonFiniteLossError(VarylmError, FloatingPointError):
@@ -264,73 +265,20 @@ def _var_config(args: VarTrainingArguments) -> dict:
 def write_model_card(output_dir, args: VarTrainingArguments, *, base_model: str, dataset: str = "Provo cloze norms",
                      split: str = "paper", metrics: dict | None = None, command: str | None = None,
                      num_train_contexts: int | None = None, first_token: str | None = None) -> Path:
-    """Write ``output_dir/README.md``: a model card saying how the model was trained."""
-    cfg = _var_config(args)
-    view = LABEL_MODES[args.label_mode]
-    target = view.description + (f", k = {args.label_k}" if view.needs_k else "")
-    metric_lines = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                             for k, v in sorted((metrics or {}).items()))
-    hyper = "\n".join(f"| {k} | {v} |" for k, v in cfg.items())
-    card = f"""---
-library_name: transformers
-base_model: {base_model}
-tags:
-- varylm
-- human-label-variation
-- cloze
-- next-word-prediction
-pipeline_tag: text-generation
----
-
-# {Path(output_dir).name}
-
-{base_model} fine-tuned with **varylm-hf** so that its next-word distribution q(w|c) matches human
-cloze answers p(w|c) (after "Learning to vary", Groot, Lacunes & Ilia, 2025).
-
-## How it was trained
-
-* Data: {dataset}, `{split}` split{f", {num_train_contexts} training contexts" if num_train_contexts else ""}
-  (split by passage, never by context).
-* Target: {target}.
-* Loss: L_Var = mean over contexts of -sum_w p(w|c) log q(w|c), where q(w|c) is the probability of the
-  whole word as it appears after the context, definition `{args.word_prob_definition}`
-  ({"product of its token probabilities, eq. 3 of the paper" if args.word_prob_definition == "paper" else
-    "product of its token probabilities times the probability that the next token ends the word"}).
-* Words scored with the `{args.scoring_strategy}` strategy (prefix sharing; same loss as scoring each word alone).
-* Every context starts with `{first_token or args.bos}` (`--bos {args.bos}`: the tokenizer's own BOS or the
-  pretraining document separator, never a chat-role marker). Word outcome: {describe_word_rule()}.
-* Optimiser: {cfg["optim"]} (weight decay {args.weight_decay}), learning rate {args.learning_rate},
-  {args.per_device_train_batch_size} contexts per device and step, {args.num_train_epochs} epochs, seed {args.seed}.
-
-| hyper-parameter | value |
-|---|---|
-{hyper}
-{f"{chr(10)}## Results{chr(10)}{chr(10)}| metric | value |{chr(10)}|---|---|{chr(10)}{metric_lines}{chr(10)}" if metrics else ""}
-## Reproduce
-
-```bash
-{command or "python examples/train_gpt2.py --model_name_or_path " + base_model}
-```
-
-The run configuration is in `varylm_run.json`. Evaluate against the human answers (exact and sampled TVD) with
-`varylm eval run --model {Path(output_dir).name} --mode both`.
-
-## Limitations
-
-Trained on {dataset} (English reading passages); the human distributions come from about 40 answers per
-context, so low-probability words are estimated coarsely.
-"""
-    from .secrets import redact_text
-
+    """Write ``output_dir/README.md``: a model card saying how the model was trained (:func:`cards.render_var_card`)."""
+    run = RunFile(base_model=base_model, label_mode=args.label_mode, word_prob_definition=args.word_prob_definition,
+                  seed=args.seed, split=split, first_token=first_token, varylm=_var_config(args), metrics=metrics,
+                  command=command, num_train_contexts=num_train_contexts)
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(redact_text(card), encoding="utf-8")  # never a token (--hub_token, HF_TOKEN) on disk
+    path.write_text(render_var_card(run, output_dir, dataset=dataset), encoding="utf-8")
     return path
 
 
 def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str = "paper",
                  command: str | None = None, extra_config: dict | None = None) -> Path:
-    """Save model (safetensors), tokenizer, ``varylm_run.json`` and the model card to ``output_dir``."""
+    """Save model (safetensors), tokenizer, ``varylm_run.json`` (a :class:`~varylm_hf.cards.RunFile`) and the
+    model card to ``output_dir``; ``extra_config`` adds (or replaces) top-level run-file keys."""
     import transformers
 
     out = Path(output_dir)
@@ -343,7 +291,6 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
         metrics.update({k: v for k, v in entry.items() if isinstance(v, (int, float))
                         and (k == "train_loss" or (k.startswith("eval_") and "runtime" not in k and "per_second" not in k))})
     args = trainer.args
-    # top-level keys follow the run schema that `varylm push` reads for the model card (varylm_hf.hub)
     config = {"recipe": "var", "label_mode": args.label_mode, "k": args.label_k,
               "word_prob_definition": args.word_prob_definition, "seed": args.seed,
               "first_token": first_token_text(trainer.processing_class, args.bos), "word_rule": describe_word_rule(),
@@ -355,13 +302,9 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
               "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
               "training_args": json.loads(trainer.args.to_json_string())}
     config.update(extra_config or {})
-    from .secrets import redact_obj, redact_text
-
-    config = redact_obj(json.loads(json.dumps(config, default=str)))  # no token in the run file
-    (out / RUN_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    write_model_card(out, trainer.args, base_model=base_model, split=split, metrics=metrics,
-                     command=redact_text(command) if command else command,
-                     num_train_contexts=config["num_train_contexts"], first_token=config["first_token"])
+    run = RunFile.from_dict(json.loads(json.dumps(config, default=str)), out / RUN_FILE)
+    run.write(out)  # secrets redacted, as in the card
+    (out / "README.md").write_text(render_var_card(run, out), encoding="utf-8")
     if getattr(args, "hub_token", None):  # the Trainer pickled the token into each checkpoint: take it out
         import copy
 
