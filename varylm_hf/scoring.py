@@ -305,6 +305,7 @@ class WordBegin:
     is_bow: torch.Tensor
 
     def padded(self, vocab_size: int) -> "WordBegin":
+        """The same weights padded with 0 (and ``is_bow`` with False) up to the model's logits size."""
         n = self.weights.shape[1]
         if vocab_size == n:
             return self
