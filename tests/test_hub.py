@@ -586,3 +586,10 @@ def test_model_trained_from_offline_gguf_names_its_hub_base(artifacts, hub_env, 
     (folder / "varylm_run.json").write_text(json.dumps({**run, "base_model": "smollm2-gguf"}))
     push_model(folder, f"{NS}/from-gguf")
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in hub_env.files(f"{NS}/from-gguf")["README.md"].decode()
+
+
+def test_adapter_base_model_of_a_folder_without_adapter_config_is_one_line(tmp_path):
+    from varylm_hf.hub import adapter_base_model
+
+    with pytest.raises(InputError, match=r"^adapter .*: not a PEFT adapter"):
+        adapter_base_model(str(tmp_path))

@@ -629,17 +629,20 @@ def resolve_repo_id(name: str, *, endpoint: str | None = None, token: str | None
 
 def adapter_base_model(adapter: str, revision: str | None = None, *, endpoint: str | None = None,
                        token: str | None = None) -> str:
-    """The base model recorded in an adapter (Hub id or folder): ``base_model_name_or_path``."""
-    if Path(adapter).is_dir():
-        cfg = _read_json(Path(adapter) / "adapter_config.json")
-    else:
-        from huggingface_hub import hf_hub_download
+    """The base model recorded in an adapter (Hub id or folder), as peft reads it (``PeftConfig.from_pretrained``:
+    ``base_model_name_or_path``)."""
+    from peft import PeftConfig
 
-        with _hub_errors("pull", adapter, endpoint, token):
-            path = hf_hub_download(adapter, "adapter_config.json", revision=revision,
-                                   endpoint=_endpoint(endpoint), token=token)
-        cfg = _read_json(Path(path))
-    base = cfg.get("base_model_name_or_path")
+    try:
+        if Path(adapter).is_dir():
+            cfg = PeftConfig.from_pretrained(adapter)
+        else:
+            with _hub_errors("pull", adapter, endpoint, token):
+                cfg = PeftConfig.from_pretrained(adapter, revision=revision, endpoint=_endpoint(endpoint), token=token)
+    except (ValueError, OSError) as err:  # no or unreadable adapter_config.json
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"adapter {adapter}: not a PEFT adapter ({first[:200]})") from None
+    base = getattr(cfg, "base_model_name_or_path", None)
     if not base:
         raise InputError(f"adapter {adapter}: adapter_config.json has no base_model_name_or_path")
     return base
