@@ -589,6 +589,7 @@ def test_model_trained_from_offline_gguf_names_its_hub_base(artifacts, hub_env, 
 
 
 def test_adapter_base_model_of_a_folder_without_adapter_config_is_one_line(tmp_path):
+    from varylm_hf.errors import InputError
     from varylm_hf.hub import adapter_base_model
 
     with pytest.raises(InputError, match=r"^adapter .*: not a PEFT adapter"):
