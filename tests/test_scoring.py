@@ -274,3 +274,24 @@ def test_word_loss_by_hand():
         word_loss(logq, p[:1])
     with pytest.raises(InputError):
         word_loss(logq, [p[1], p[0]])
+
+
+def test_word_scorer_prepared_conditioning_equals_the_prompt_ids_path():
+    """WordScorer.score_prepared(ids) == scoring after an empty context with those ids as the prompt (and no BOS);
+    score_words is WordScorer.score."""
+    tok = make_tiny_word_tokenizer("bytelevel")
+    model = tiny_gpt2(len(tok), seed=3)
+    prompts = [tok("Instruction: say a word", add_special_tokens=False)["input_ids"],
+               tok("Context: There are now", add_special_tokens=False)["input_ids"]]
+    words = [["rumblings", "the"], ["Apple", "birds"]]
+    with torch.no_grad():
+        scorer = scoring.WordScorer(model, tok, definition="eow", strategy="passage")
+        got = scorer.score_prepared(prompts, words)
+        ref = score_words(model, tok, ["", ""], words, definition="eow", strategy="passage", prompt_ids=prompts,
+                          bos="none")
+        plain = scorer.score(CONTEXTS, WORDS)
+        want = score_words(model, tok, CONTEXTS, WORDS, definition="eow", strategy="passage")
+    for g, r in zip(got + plain, ref + want):
+        torch.testing.assert_close(g, r, atol=1e-6, rtol=0)
+    with pytest.raises(InputError, match="2 conditionings but 1 word lists"):
+        scorer.score_prepared(prompts, words[:1])

@@ -184,8 +184,10 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
     """
     import math
 
+    import torch
+
     from .sampling import build_prompts, encode_prompts, resolve_prompt_style, word_rule_for
-    from .scoring import word_end_masks, word_logprobs
+    from .scoring import WordScorer, word_end_masks
 
     rule = word_rule_for(normalizer, word_rule)
     style = resolve_prompt_style(tokenizer, prompt)
@@ -194,7 +196,8 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
     end = word_end_masks(tokenizer, None, rule)
     forms = [[_countable_forms(tokenizer, surface_forms(w, rule), lead, end) for w in ws] for ws in words]
     flat = [[f for fs in per for f in fs] for per in forms]
-    kw = {"definition": "eow", "strategy": strategy, "batch_size": batch_size, "progress": False, "word_rule": rule}
+    scorer = WordScorer(model, tokenizer, definition="eow", strategy=strategy, word_rule=rule, bos=bos,
+                        batch_size=batch_size)
     if style != "plain":
         prompts = build_prompts(tokenizer, [r["context"] for r in records], style, one_shot_example)
         prompt_ids = encode_prompts(tokenizer, prompts, chat=True)
@@ -203,13 +206,12 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
     # one call per passage: batches never straddle two passages, so the numbers do not depend on which
     # other contexts are evaluated with them (one process or a shard of several give the same floats)
     for start, stop in _passage_runs(records):
-        if style == "plain":
-            part = word_logprobs(model, tokenizer, [r["context"] for r in records[start:stop]], flat[start:stop],
-                                 bos=bos, **kw)
-        else:  # empty context: the word is tokenised without a leading space, right after the prompt
-            part = word_logprobs(model, tokenizer, [""] * (stop - start), flat[start:stop],
-                                 prompt_ids=prompt_ids[start:stop], bos="none", **kw)
-        logps.extend(part)
+        with torch.no_grad():
+            if style == "plain":
+                part = scorer.score([r["context"] for r in records[start:stop]], flat[start:stop], progress=False)
+            else:  # prepared conditioning: the chat prompt, the word starting the response (no leading space)
+                part = scorer.score_prepared(prompt_ids[start:stop], flat[start:stop], progress=False)
+        logps.extend(t.tolist() for t in part)
         bar.update(stop - start)
     bar.close()
     out = []
