@@ -34,6 +34,7 @@ bench: venv
 	$(PY) benchmarks/bench_word_loss.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_sft.py
+	$(PY) benchmarks/bench_peers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs/demo
