@@ -105,6 +105,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="continue from this checkpoint folder, or 'last' (also 'true'): the newest complete "
                         "checkpoint-N in --output_dir (an error when there is none)")
     p.add_argument("--output_dir", default=None, help="default: runs/instruct-<recipe>-<label_mode>")
+    p.add_argument("--push_to_hub", action="store_true",
+                   help="push the adapter, its card and varylm_run.json to --hub_model_id after training, as "
+                        "`varylm push OUTPUT_DIR REPO_ID` does (one commit; the token from --hub_token, HF_TOKEN or "
+                        "`hf auth login`, never written to a file)")
+    p.add_argument("--hub_model_id", default=None,
+                   help="repo of --push_to_hub: NAME (your namespace) or NAMESPACE/NAME (default: the --output_dir name)")
+    p.add_argument("--hub_token", default=None, help="Hub token for --push_to_hub (default: HF_TOKEN / hf auth login)")
+    p.add_argument("--hub_private_repo", action="store_true", help="create the --push_to_hub repo as private")
     p.add_argument("--report_to", nargs="+", default=["none"],
                    help="TrainingArguments.report_to: none (default), tensorboard, wandb, all...")
     p.add_argument("--base_model_id", default=None, help="Hub id recorded as the adapter's base model")
@@ -145,10 +153,25 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
                    logging_steps=args.logging_steps, save_steps=args.save_steps,
                    group_by_passage=args.group_by_passage).check()  # batch sizes too (sft.batch_rows)
     check_model_source(args.model_name_or_path)
+    if args.push_to_hub:
+        check_push_arguments(args)
     args.output_dir = args.output_dir or f"runs/instruct-{args.recipe}-{args.label_mode}"
     created = check_output_dir(args.output_dir)
     args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     return created
+
+
+def check_push_arguments(args: argparse.Namespace) -> None:
+    """What ``--push_to_hub`` needs, checked offline before anything is loaded (the token is checked in _train)."""
+    from varylm_hf.cards import check_hub_id
+
+    if args.hub_model_id:
+        name = args.hub_model_id
+        check_hub_id(name if "/" in name else f"namespace/{name}", "--hub_model_id")
+    local = args.model_name_or_path != OFFLINE_MODEL and Path(args.model_name_or_path).expanduser().exists()
+    if local and not args.base_model_id:
+        raise InputError(f"--model_name_or_path {args.model_name_or_path}: --push_to_hub names the adapter's base "
+                         "model by its Hub id; a local folder needs --base_model_id NAMESPACE/NAME")
 
 
 def _subset(records, n, seed):
@@ -192,6 +215,11 @@ def _train(args: argparse.Namespace) -> int:
     from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
 
     set_seed(args.seed)
+    repo_id = None
+    if args.push_to_hub:  # a missing or refused token fails now, before the data and the model are loaded
+        from varylm_hf.hub import resolve_repo_id
+
+        repo_id = resolve_repo_id(args.hub_model_id or Path(args.output_dir).absolute().name, token=args.hub_token)
     splits = load_cloze(args.dataset, split=args.split)
     train = _subset(splits["train"], args.limit_contexts, args.seed)
     evals = _subset(splits["validation"], args.limit_contexts, args.seed) if args.eval else None
@@ -222,7 +250,7 @@ def _train(args: argparse.Namespace) -> int:
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
         logging_steps=args.logging_steps, save_steps=args.save_steps, base_model_id=base_id, split=args.split,
         group_by_passage=args.group_by_passage, report_to=args.report_to,
-        data="provo" + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
+        data=(args.dataset or "provo") + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
         extra={"model_source": args.model_name_or_path} if args.model_name_or_path == OFFLINE_MODEL else {},
     )
     print(f"{len(train)} training contexts, recipe={args.recipe}, label_mode={args.label_mode}, "
@@ -243,15 +271,27 @@ def _train(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 1),
         "output_dir": config.output_dir,
     }
+    if repo_id:
+        from varylm_hf.hub import HubError, push_adapter
+
+        try:
+            result = push_adapter(config.output_dir, repo_id, base_model=base_id, private=args.hub_private_repo or None,
+                                  token=args.hub_token)
+        except HubError as err:  # the adapter is saved: say how to push it again
+            raise HubError(f"{err} (the adapter is saved in {config.output_dir}: push it with `varylm push "
+                           f"{config.output_dir} {repo_id}`)") from None
+        summary["pushed"] = {"repo": repo_id, "commit": result.commit, "files": len(result.files)}
     print(json.dumps(summary, indent=2))
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    from varylm_hf.hub import HubError
+
     try:
         sys.exit(main())
-    except (InputError, UsageError) as err:
+    except (InputError, UsageError, HubError) as err:  # HubError: no/refused token, Hub unreachable (one line)
         print(f"error: {_one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except VarylmError as err:  # e.g. a non-finite loss during training: one line, no traceback
