@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
