@@ -32,6 +32,10 @@ Bad arguments (a batch size of 0, ``--learning_rate nan``, ``--limit_contexts -1
 that is a file, a missing model folder...) stop before anything is loaded or created: one line on
 stderr (``error: ...``), exit status 2.
 
+``--push_to_hub --hub_model_id NAME`` pushes the adapter, its card and ``varylm_run.json`` in one commit after
+training, as ``varylm push OUTPUT_DIR REPO_ID`` does (the base model named by its Hub id: a local
+``--model_name_or_path`` needs ``--base_model_id``; the token is checked before anything is loaded).
+
 The adapter folder holds a PEFT model card and ``varylm_run.json``; load it with
 ``PeftModel.from_pretrained(base, folder)`` or ``AutoPeftModelForCausalLM.from_pretrained(folder)``.
 """
