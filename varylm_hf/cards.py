@@ -53,6 +53,7 @@ from .data.labels import LABEL_MODES
 from .data.words import describe_word_rule
 from .errors import InputError
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
+from .options import TRAINING_DEFINITIONS, WORD_DEFINITIONS
 from .secrets import redact_obj, redact_text
 
 __all__ = [
@@ -84,11 +85,8 @@ HPARAM_KEYS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
     "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "seed", "bf16", "fp16",
 )
-_WORD_PROB = {  # scoring.DEFINITIONS holds the names only; their card text is here, in one place
-    "paper": "q(w∣c) = product of the probabilities of the word's tokens (the paper's eq. 3, no end-of-word term)",
-    "eow": "product of the word's token probabilities times the probability that the next token ends the word "
-    "under varylm's word rule (Pimentel & Meister's end-of-word term, 2024)",
-}
+#: Card text of the word-probability definitions: the one declaration in varylm_hf.options.
+_WORD_PROB = {name: WORD_DEFINITIONS[name] for name in TRAINING_DEFINITIONS}
 _RECIPES = {
     "var": "word-level soft-label cross-entropy, -sum_w p(w∣c) log q(w∣c)",
     "ft-orig": "word-level cross-entropy on the corpus word",

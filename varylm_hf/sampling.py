@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from .data.normalize import NO_WORD, Normalizer
 from .data.words import DEFAULT_WORD_RULE, WordRule
 from .errors import InputError
+from .options import PROMPT_STYLES
 from .prompts import chat_messages, instruction_prompt, one_shot_prompt
 from .scoring import context_token_ids
 
@@ -50,7 +51,6 @@ __all__ = [
     "encode_prompts",
 ]
 
-PROMPT_STYLES = ("auto", "plain", "instruction", "one_shot")
 
 
 def resolve_prompt_style(tokenizer, prompt: str = "auto") -> str:

@@ -62,6 +62,7 @@ import torch
 from .conditioning import first_token_id
 from .data.words import DEFAULT_WORD_RULE, WordRule
 from .errors import InputError
+from .options import BOUNDARIES, STRATEGIES, TRAINING_DEFINITIONS, WORD_DEFINITIONS
 
 __all__ = [
     "DEFINITIONS",
@@ -86,12 +87,9 @@ __all__ = [
     "word_loss",
 ]
 
-DEFINITIONS = ("paper", "eow")
-#: Every definition :func:`score_words` takes: the training ones and ``pm`` (Pimentel & Meister's full word probability).
-WORD_DEFINITIONS = DEFINITIONS + ("pm",)
-#: Word boundaries of the ``pm`` definition: wordsprobability's (default) or the sampler's WordRule.
-BOUNDARIES = ("pm", "wordrule")
-STRATEGIES = ("pair", "context", "tree", "passage")
+#: The training definitions; :data:`WORD_DEFINITIONS` (every definition :func:`score_words` takes, with ``pm``),
+#: :data:`BOUNDARIES` and :data:`STRATEGIES` are declared once in :mod:`varylm_hf.options`.
+DEFINITIONS = TRAINING_DEFINITIONS
 
 # A word starting with one of these is joined to its context without a space.
 _NO_SPACE_BEFORE = set(".,;:!?)]}%'\u2019")

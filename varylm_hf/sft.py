@@ -27,6 +27,7 @@ from .cards import RUN_CONFIG_FILE, RunFile, render_adapter_card
 from .data.labels import LABEL_MODES as _ALL_LABEL_MODES
 from .data.labels import label_counts
 from .errors import InputError
+from .options import RECIPES
 from .prompts import chat_messages, instruction_prompt, one_shot_example
 from .secrets import detach_hub_token
 
@@ -67,8 +68,6 @@ logger = logging.getLogger(__name__)
 #: Which human data becomes completions (count times each): the label views of
 #: :data:`varylm_hf.data.LABEL_MODES` that need no ``k`` (every answer, the majority answer, the corpus word...).
 LABEL_MODES = tuple(name for name, view in _ALL_LABEL_MODES.items() if not view.needs_k)
-#: ``sft``: TRL SFTTrainer on augmented rows; ``var``: same objective, one row per context.
-RECIPES = ("sft", "var")
 #: The batch unit of both recipes: augmented (prompt, answer) rows per optimizer step; the paper's batch is 32.
 BATCH_UNIT = "rows"
 DEFAULT_BATCH_ROWS = 32

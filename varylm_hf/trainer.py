@@ -30,6 +30,7 @@ from .conditioning import first_token_text
 from .data import LABEL_MODES
 from .data.words import describe_word_rule
 from .errors import InputError, VarylmError
+from .options import WORD_DEFINITIONS, choices_help
 from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
 from .secrets import detach_hub_token
 from .sft import unmark_gguf_quantization
@@ -87,10 +88,10 @@ class VarTrainingArguments(TrainingArguments):
         "choices": list(LABEL_MODES)})
     label_k: int | None = field(default=None, metadata={"help": "Answers drawn per context for label_mode=sample_k."})
     word_prob_definition: str = field(default="paper", metadata={
-        "help": "Word probability: paper (product of token probabilities) or eow (times P(next token ends the word)).",
+        "help": "Word probability: " + choices_help({k: WORD_DEFINITIONS[k] for k in DEFINITIONS}) + ".",
         "choices": list(DEFINITIONS)})
     scoring_strategy: str = field(default="tree", metadata={
-        "help": "How words are scored: pair, context (KV cache), tree (4D-mask trie) or passage (shared trunk).",
+        "help": "How words are scored: " + choices_help(STRATEGIES) + ".",
         "choices": list(STRATEGIES)})
     max_context_tokens: int | None = field(default=None, metadata={
         "help": "Keep at most this many context tokens (cut from the left)."})

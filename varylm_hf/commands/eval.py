@@ -21,7 +21,7 @@ from . import seed as seed_type
 
 def register(subparsers) -> None:
     """Add ``varylm eval`` and its commands."""
-    from ..scoring import STRATEGIES  # torch: imported when the CLI is built, not at package import
+    from ..options import PROMPT_STYLES, STRATEGIES
 
     parser = subparsers.add_parser("eval", help="evaluate next-word distributions against humans (TVD)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                    help="sampled TVD (paper), exact TVD from word probabilities, or both (default: sampled)")
     e.add_argument("--seeds", type=seed_type, nargs="+", default=[42], help="sampling/oracle seeds (paper: 42 123 456)")
     e.add_argument("--num-samples", type=positive_int, default=40, help="samples per context (default: 40)")
-    e.add_argument("--prompt", choices=("auto", "plain", "instruction", "one_shot"), default="auto",
+    e.add_argument("--prompt", choices=PROMPT_STYLES, default="auto",
                    help="plain context, the paper's instruction prompt in the chat template, or the 1-shot prompt "
                         "(default auto: instruction when the tokenizer has a chat template)")
     e.add_argument("--one-shot-seed", type=seed_type, default=None,

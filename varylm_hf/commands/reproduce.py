@@ -13,7 +13,8 @@ from . import seed as seed_type
 
 def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     """Flags mapping onto :class:`ReproduceConfig` (shared by ``reproduce`` and ``demo``)."""
-    from ..scoring import DEFINITIONS, STRATEGIES  # torch: imported when the CLI is built
+    from ..options import RECIPES, STRATEGIES
+    from ..options import TRAINING_DEFINITIONS as DEFINITIONS
 
     parser.add_argument("--model", default=defaults.model, help=f"Hub id, folder, .gguf file or smollm2-gguf (default: {defaults.model})")
     parser.add_argument("--dataset", default=defaults.dataset,
@@ -21,7 +22,7 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                         "varylm/provo_cloze (default: the packaged Provo norms, the paper's split)")
     parser.add_argument("--style", choices=("pretrained", "instruct"), default=defaults.style,
                         help="pretrained: word-level loss on plain contexts; instruct: chat prompt + LoRA (default: %(default)s)")
-    parser.add_argument("--recipe", choices=("var", "sft"), default=defaults.recipe,
+    parser.add_argument("--recipe", choices=RECIPES, default=defaults.recipe,
                         help="instruct style: word-level fast path (var) or SFT on augmented rows (default: %(default)s)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=defaults.conditions, help="grid rows")
     parser.add_argument("--seeds", nargs="+", type=seed_type, default=defaults.seeds, help="seeds (default: %(default)s)")

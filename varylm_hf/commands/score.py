@@ -38,7 +38,7 @@ DATASET_COLUMNS = ("kind", "id", "passage_id", "word_position", "corpus_word", "
 
 def register(subparsers) -> None:
     """Add ``varylm score``."""
-    from ..scoring import BOUNDARIES, STRATEGIES
+    from ..options import BOUNDARIES, STRATEGIES
 
     p = subparsers.add_parser("score", help="per-word surprisal tables (cloze contexts or running text) as TSV",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
