@@ -81,7 +81,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="4-bit nf4 QLoRA (default; falls back to LoRA without bitsandbytes)")
     p.add_argument("--recipe", choices=RECIPES, default="sft",
                    help="sft: TRL SFTTrainer on augmented rows; var: same objective, one row per context")
-    p.add_argument("--label_mode", choices=LABEL_MODES, default="all", help="all human answers, majority, or corpus word")
+    p.add_argument("--label_mode", default="all",
+                   help=f"which human answers become completions: {', '.join(LABEL_MODES)} (default: all; checked "
+                        "against varylm_hf.data.LABEL_MODES, so a view registered before the script runs counts)")
     p.add_argument("--dataset", default=None, help="a cloze dataset in the Hub layout: a folder of `varylm data build` "
                    "or a Hub id (default: the Provo norms shipped in varylm-hf)")
     p.add_argument("--split", default="paper", help="passage split of the packaged Provo data (default: the paper's)")
@@ -172,10 +174,21 @@ def check_push_arguments(args: argparse.Namespace) -> None:
     if args.hub_model_id:
         name = args.hub_model_id
         check_hub_id(name if "/" in name else f"namespace/{name}", "--hub_model_id")
+    if args.base_model_id:
+        check_hub_id(args.base_model_id, "--base_model_id")
     local = args.model_name_or_path != OFFLINE_MODEL and Path(args.model_name_or_path).expanduser().exists()
     if local and not args.base_model_id:
         raise InputError(f"--model_name_or_path {args.model_name_or_path}: --push_to_hub names the adapter's base "
                          "model by its Hub id; a local folder needs --base_model_id NAMESPACE/NAME")
+
+
+def _dataset_name(dataset: str | None) -> str:
+    """How the run file and card name the training data: a Hub id as it is, a local folder by its name only (a
+    path is not a Hub dataset), the packaged norms as ``provo``."""
+    if not dataset:
+        return "provo"
+    path = Path(dataset).expanduser()
+    return f"local folder {path.name}" if path.exists() else dataset
 
 
 def _subset(records, n, seed):
@@ -254,7 +267,7 @@ def _train(args: argparse.Namespace) -> int:
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
         logging_steps=args.logging_steps, save_steps=args.save_steps, base_model_id=base_id, split=args.split,
         group_by_passage=args.group_by_passage, report_to=args.report_to,
-        data=(args.dataset or "provo") + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
+        data=_dataset_name(args.dataset) + (f" ({len(train)} training contexts)" if args.limit_contexts else ""),
         extra={"model_source": args.model_name_or_path} if args.model_name_or_path == OFFLINE_MODEL else {},
     )
     print(f"{len(train)} training contexts, recipe={args.recipe}, label_mode={args.label_mode}, "

@@ -295,3 +295,29 @@ def test_word_scorer_prepared_conditioning_equals_the_prompt_ids_path():
         torch.testing.assert_close(g, r, atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="2 conditionings but 1 word lists"):
         scorer.score_prepared(prompts, words[:1])
+
+
+def test_passage_strategy_trains_under_gradient_checkpointing():
+    """Checkpointed layers drop the KV cache: the passage strategy then runs its merged trie in one forward."""
+    tok = make_tiny_word_tokenizer("bytelevel")
+    model = tiny_gpt2(len(tok), seed=4)
+    with torch.no_grad():
+        ref = score_words(model, tok, CONTEXTS, WORDS, definition="eow", strategy="tree")
+    model.gradient_checkpointing_enable()
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    got = score_words(model, tok, CONTEXTS, WORDS, definition="eow", strategy="passage")
+    word_loss(got, [torch.ones(len(w)) / len(w) for w in WORDS]).backward()
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g.detach(), r, atol=1e-5, rtol=0)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_word_end_mass_that_underflows_has_finite_gradients():
+    x = torch.tensor([[-0.01, -120.0, -120.0], [-0.5, -1.0, -2.0]], requires_grad=True)
+    out = scoring._class_log_mass(x, torch.tensor([[False, True, True]]), torch.tensor([0, 0]))
+    torch.testing.assert_close(out.detach(), torch.logsumexp(x.detach()[:, 1:], -1))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()

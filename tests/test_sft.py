@@ -284,6 +284,15 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     assert "batch 9 rows" in (tmp_path / "var" / "README.md").read_text()
 
 
+def test_var_micro_batch_splits_the_contexts_of_a_step(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    """9 rows per step = 2 contexts of this data; micro-batches of 3 rows: 1 context each, 2 accumulation steps
+    (never more rows per step than asked by accumulating whole-context micro-batches)."""
+    cfg = sft.InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, batch_size=9,
+                             per_device_batch_size=3, max_steps=1, logging_steps=1)
+    trainer = sft.train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
+    assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (1, 2)
+
+
 def test_batch_unit_is_rows_in_both_recipes():
     assert sft.batch_rows("sft", None, None, cuda=True) == (32, 8)
     assert sft.batch_rows("var", None, None, cuda=True) == (32, 32)

@@ -60,7 +60,10 @@ class VarCollator:
             return hit
         if "context" not in record:
             raise InputError(f"record {rid}: missing field 'context' (expected a cloze record, see varylm_hf.data)")
-        if LABEL_MODES[self.label_mode].needs_answers and not record.get("answers"):
+        view = LABEL_MODES.get(self.label_mode)
+        if view is None:
+            raise InputError(f"`label_mode`={self.label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
+        if view.needs_answers and not record.get("answers"):
             raise InputError(f"record {rid}: no answers; drop it or use label_mode='corpus'")
         dist = label_distribution(record, self.label_mode, k=self.label_k, seed=self.seed)
         words = [w for w, _ in dist]

@@ -322,7 +322,7 @@ def evaluate_model(
                 word_rule=word_rule,
             )
             timing[f"sampled_seed_{seed}_s"] = time.perf_counter() - t0
-            rows.extend(evaluate_samples(records, {seed: samples}))
+            rows.extend(evaluate_samples(records, {seed: samples}) if records else [])  # a shard may be empty
     if mode in ("exact", "both"):
         t0 = time.perf_counter()
         qs = exact_word_probs(model, tokenizer, records, prompt=prompt, one_shot_example=one_shot_example,

@@ -152,7 +152,10 @@ class ReproduceConfig:
     def settings(self) -> dict:
         """The settings that change a cell's result (everything but the grid's shape and the folder)."""
         grid = {"conditions", "seeds", "ablation_ks", "out_dir", "qa", "report_to"}
-        return {k: v for k, v in asdict(self).items() if k not in grid}
+        out = {k: v for k, v in asdict(self).items() if k not in grid}
+        if self.style == "instruct":  # --batch-size counts augmented rows since issue #11 (it counted contexts)
+            out["batch_unit"] = "rows"
+        return out
 
 
 @dataclass(frozen=True)

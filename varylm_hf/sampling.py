@@ -419,6 +419,8 @@ def naive_sample_next_words(model, tokenizer, contexts: Sequence[str], num_sampl
     import torch
 
     o = _options_of(sample_next_words, options)
+    if o["return_texts"]:
+        raise InputError("the naive sampler returns words only (return_texts is for sample_next_words)")
     max_new_tokens, top_k, top_p, temperature = o["max_new_tokens"], o["top_k"], o["top_p"], o["temperature"]
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, 1)
     style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, o["prompt"], o["one_shot_example"],

@@ -45,7 +45,7 @@ Strategies (all give the same numbers, to float rounding; see tests/test_scoring
   attention grows with branches x (trunk + chunk), not with the square of the whole trie.
 
 Only the positions whose next-token distribution is needed reach the LM head
-(``logits_to_keep`` with a boolean mask), which matters for 50k-token vocabularies.
+(``logits_to_keep`` with a boolean mask or position indices), which matters for 50k-token vocabularies.
 """
 
 from __future__ import annotations
@@ -187,11 +187,13 @@ def _class_log_mass(logp_rows: torch.Tensor, weights: torch.Tensor, cls: torch.T
     else:
         probs = logp_rows.float().exp()
     mass = (probs @ w.T)[idx, cls]
-    out = torch.log(mass)
-    tiny = mass <= 0
+    floor = 1e-30  # far above float32's denormals: a smaller mass is recomputed in log space
+    out = torch.log(mass.clamp_min(floor))  # clamped: no 0/0 in the backward of the rows recomputed below
+    tiny = mass < floor
     if bool(tiny.any()):  # underflow: the exact masked log-sum-exp for those few rows
-        sub = logp_rows[torch.as_tensor(rows, device=device)[tiny] if rows is not None else tiny.nonzero()[:, 0]]
-        out[tiny] = torch.logsumexp(sub.float() + torch.log(w[cls[tiny]]), dim=-1)
+        where = torch.as_tensor(rows, device=device)[tiny] if rows is not None else tiny.nonzero()[:, 0]
+        exact = torch.logsumexp(logp_rows[where].float() + torch.log(w[cls[tiny]]), dim=-1)
+        out = out.masked_scatter(tiny, exact)
     return out
 
 
@@ -747,6 +749,8 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
                                _float_mask(trunk_allowed, dtype), keep, params, device, use_cache=True,
                                **{cache_kw: cache}))
     trunk_kv = [(layer.keys, layer.values) for layer in cache.layers]
+    if not trunk_kv or any(k is None for k, _ in trunk_kv):  # the model did not fill the cache (checkpointing...)
+        return _score_tree(model, context_ids, word_ids, eow, start_mask, True, None, begin, begin_cls)
     # branch subtrees (a word's nodes below the trunk stay together), packed into chunks in insertion order
     root = {}
     groups: dict = {}
@@ -823,7 +827,8 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
         strategy: one of :data:`STRATEGIES`; ``tree``/``passage`` fall back to ``context`` when
             the model's attention refuses 4D masks.
         batch_size: pairs per forward for ``pair`` (default 16); unused otherwise.
-        max_row_tokens: packing budget of one tree row (default 2048 tokens).
+        max_row_tokens: packing budget of one tree row (default 2048 tokens; ``tree`` only: ``passage`` runs
+            its merged trie's trunk once with a KV cache and the word branches in chunks of 256 tokens).
         word_begin: ``"pm"`` only: the :class:`WordBegin` whose mass after the context is divided out.
         text_start: ``"pm"`` only: per context, True when it is empty (its word is the first of a text).
 
@@ -860,6 +865,13 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
     if strategy == "context":
         return _score_context(model, context_ids, word_ids, eow, word_start_mask, begin, begin_cls)
     if strategy == "passage":
+        inner = _unwrap(model)
+        checkpointing = getattr(inner, "is_activation_checkpointing", None)
+        if checkpointing is None:
+            checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+        if torch.is_grad_enabled() and inner.training and checkpointing:  # checkpointed layers drop the KV cache:
+            return _score_tree(model, context_ids, word_ids, eow, word_start_mask, True, max_row_tokens,  # one
+                               begin, begin_cls)  # forward over the merged trie instead of a cached trunk
         return _score_trunk(model, context_ids, word_ids, eow, word_start_mask, _BRANCH_CHUNK_TOKENS, begin, begin_cls)
     return _score_tree(model, context_ids, word_ids, eow, word_start_mask, False, max_row_tokens, begin, begin_cls)
 
@@ -976,6 +988,12 @@ class WordScorer:
         if len(conditioning) != len(words):
             raise InputError(f"{len(conditioning)} conditionings but {len(words)} word lists")
         w_ids = [[word_token_ids(self.tokenizer, "", w) for w in ws] for ws in words]
+        limit = _model_max_positions(self.model)
+        for i, (cond, ws) in enumerate(zip(conditioning, w_ids)):
+            longest = max((len(t) for t in ws), default=0) + (0 if self.eow else -1)
+            if limit is not None and len(cond) + longest > limit:
+                raise InputError(f"context {i}: the conditioning ({len(cond)} tokens) and its longest word "
+                                 f"({longest} tokens) do not fit the model's {limit} positions")
         return self.score_ids([list(c) for c in conditioning], w_ids, text_start=[False] * len(words),
                               progress=progress)
 

@@ -19,6 +19,7 @@ evaluation time. Adapters are LoRA (r=8, alpha=16, dropout 0.05, seven projectio
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -709,14 +710,19 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
 
         train_ds = build_var_dataset(train_records, tokenizer, config.label_mode)
         eval_ds = build_var_dataset(eval_records, tokenizer, config.label_mode) if eval_records else None
-        per_contexts = contexts_per_batch(per_device, [sum(c) for c in train_ds["counts"]])
-        config = dataclasses.replace(config, extra={**config.extra, "contexts_per_micro_batch": per_contexts})
+        # whole contexts per optimizer step from the step's rows, then split over the accumulation steps (a
+        # micro-batch smaller than one context cannot be: the accumulation shrinks instead)
+        step_contexts = contexts_per_batch(total, [sum(c) for c in train_ds["counts"]])
+        per_contexts = math.ceil(step_contexts / (total // per_device))
+        accumulation = math.ceil(step_contexts / per_contexts)
+        config = dataclasses.replace(config, extra={**config.extra, "contexts_per_micro_batch": per_contexts,
+                                                    "gradient_accumulation_steps": accumulation})
         cuda = _on_cuda()
         args = TrainingArguments(
             output_dir=config.output_dir,
             per_device_train_batch_size=per_contexts,
             per_device_eval_batch_size=per_contexts,
-            gradient_accumulation_steps=total // per_device,
+            gradient_accumulation_steps=accumulation,
             data_seed=config.seed,
             bf16=cuda and _bf16_ok(),
             use_cpu=not cuda,
@@ -732,7 +738,8 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: I
         cast_trainable_to_compute_dtype(trainer.model)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     rows = len(train_ds) if config.recipe == "sft" else sum(sum(c) for c in train_ds["counts"])
-    save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows)
+    if trainer.is_world_process_zero():  # several processes: one writer of the adapter folder
+        save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows)
     return trainer
 
 
@@ -745,6 +752,7 @@ def _hyperparameters(config: InstructConfig) -> dict:
     hp["batch_unit"] = BATCH_UNIT
     if config.recipe == "var":
         hp["contexts_per_micro_batch"] = (config.extra or {}).get("contexts_per_micro_batch")
+        hp["gradient_accumulation_steps"] = (config.extra or {}).get("gradient_accumulation_steps")
         hp["group_by_passage"] = config.group_by_passage
     hp["lora_target_modules"] = list(LORA_TARGET_MODULES)
     return hp

@@ -84,8 +84,8 @@ class VarTrainingArguments(TrainingArguments):
     """
 
     label_mode: str = field(default="all", metadata={
-        "help": "Label view of the human answers: " + "; ".join(f"{m.name}: {m.description}" for m in LABEL_MODES.values()),
-        "choices": list(LABEL_MODES)})
+        "help": "Label view of the human answers (varylm_hf.data.LABEL_MODES, read when the arguments are checked, so "
+                "a view registered later counts): " + "; ".join(f"{m.name}: {m.description}" for m in LABEL_MODES.values())})
     label_k: int | None = field(default=None, metadata={"help": "Answers drawn per context for label_mode=sample_k."})
     word_prob_definition: str = field(default="paper", metadata={
         "help": "Word probability: " + choices_help({k: WORD_DEFINITIONS[k] for k in DEFINITIONS}) + ".",
@@ -113,7 +113,7 @@ class VarTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         if self.label_mode not in LABEL_MODES:
-            raise InputError(f"`label_mode`={self.label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
+            raise InputError(f"--label_mode {self.label_mode}: expected one of {', '.join(LABEL_MODES)}")
         if LABEL_MODES[self.label_mode].needs_k and (not isinstance(self.label_k, int) or self.label_k < 1):
             raise InputError(f"`label_mode`={self.label_mode!r} needs `label_k`, a positive integer")
         if self.word_prob_definition not in DEFINITIONS:

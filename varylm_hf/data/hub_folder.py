@@ -130,8 +130,9 @@ def load_cloze(dataset: str | None = None, *, records: list[dict] | None = None,
     if dataset:
         return load_cloze_dataset(dataset, revision)
     recs = load_provo() if records is None else records
-    dsd = to_datasetdict(split_records(recs, split, **split_kwargs))
-    return {name: records_from_dataset(ds) for name, ds in dsd.items()}
+    splits = split_records(recs, split, **split_kwargs)
+    dsd = to_datasetdict(splits)
+    return {name: records_from_dataset(dsd[name]) if name in dsd else [] for name in splits}  # empty ones kept
 
 
 def summarize(splits: dict[str, list[dict]]) -> list[dict]:
