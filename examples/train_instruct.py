@@ -288,7 +288,7 @@ def _train(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 1),
         "output_dir": config.output_dir,
     }
-    if repo_id:
+    if repo_id and trainer.is_world_process_zero():  # several processes: one push
         from varylm_hf.hub import HubError, push_adapter
 
         try:
