@@ -3,6 +3,7 @@
 TVD, a second seed with exact TVD only), each number with the seeds it is over.
 
     python scripts/combine_cells.py runs/study/instruct runs/study/instruct-seed123-exact > table.md
+    python scripts/combine_cells.py docs/results/instruct docs/results/instruct-seed123-exact   # exported folders
 
 Columns: exact TVD (mean ± SD over the seeds that have it), sampled TVD (idem, with samples x contexts), entropy of
 the samples (bits), coverage of the human words, no-word rate, the model's mass on the human words (exact), the
@@ -30,15 +31,28 @@ def _stat(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _results(folder: Path) -> list[dict]:
+    """The cells of one run folder (``cells/*/result.json``) or of an exported one (``cells.json``, docs/results)."""
+    exported = folder if folder.name == "cells.json" else folder / "cells.json"
+    if exported.is_file() and not (folder / "cells").is_dir():
+        return json.loads(exported.read_text())
+    results = []
+    for path in sorted(folder.glob("cells/*/result.json")):
+        result = json.loads(path.read_text())
+        summary = path.parent / str(result.get("eval_dir") or "eval") / "summary.json"
+        if result.get("coverage") is None and summary.is_file():  # sampled coverage lives in the eval summary
+            result["coverage"] = json.loads(summary.read_text()).get("sampled", {}).get("coverage", {}).get("mean")
+        results.append(result)
+    if not results:
+        raise SystemExit(f"combine_cells: {folder}: no cells/*/result.json and no cells.json")
+    return results
+
+
 def main(folders: list[str]) -> str:
     """The markdown table of every condition found in ``folders``."""
     cells: dict[str, list[dict]] = {}
     for folder in folders:
-        for path in sorted(Path(folder).glob("cells/*/result.json")):
-            result = json.loads(path.read_text())
-            summary = path.parent / str(result.get("eval_dir") or "eval") / "summary.json"
-            if result.get("coverage") is None and summary.is_file():  # sampled coverage lives in the eval summary
-                result["coverage"] = json.loads(summary.read_text()).get("sampled", {}).get("coverage", {}).get("mean")
+        for result in _results(Path(folder)):
             cells.setdefault(result["condition"], []).append(result)
     any_sampled = next((r for rs in cells.values() for r in rs if r.get("n_contexts_sampled")), {})
     any_exact = next((r for rs in cells.values() for r in rs if r.get("n_contexts_exact")), {})

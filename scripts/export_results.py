@@ -13,6 +13,15 @@ import sys
 from pathlib import Path
 
 
+def _with_coverage(path: Path) -> dict:
+    """A cell's result.json, plus the sampled coverage that lives in its eval summary (not kept in docs)."""
+    result = json.loads(path.read_text())
+    summary = path.parent / str(result.get("eval_dir") or "eval") / "summary.json"
+    if result.get("coverage") is None and summary.is_file():
+        result["coverage"] = json.loads(summary.read_text()).get("sampled", {}).get("coverage", {}).get("mean")
+    return result
+
+
 def main(src: str, dst: str) -> None:
     src_p, dst_p = Path(src), Path(dst)
     if not (src_p / "config.json").is_file():
@@ -21,7 +30,7 @@ def main(src: str, dst: str) -> None:
     for name in ("table.md", "ablation.md", "qa.md", "curves.md", "config.json"):
         if (src_p / name).is_file():
             shutil.copy2(src_p / name, dst_p / name)
-    cells = [json.loads(p.read_text()) for p in sorted(src_p.glob("cells/*/result.json"))]
+    cells = [_with_coverage(p) for p in sorted(src_p.glob("cells/*/result.json"))]
     (dst_p / "cells.json").write_text(json.dumps(cells, indent=2) + "\n", encoding="utf-8")
     for fig_dir in sorted(src_p.glob("figures-seed*")):
         out = dst_p / fig_dir.name
