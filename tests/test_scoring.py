@@ -13,6 +13,7 @@ from varylm_hf.errors import InputError
 from varylm_hf.scoring import (
     DEFINITIONS,
     STRATEGIES,
+    engine,
     score_token_ids,
     score_words,
     word_end_masks,
@@ -134,10 +135,10 @@ def test_gradient_matches_autograd_on_brute_force(strategy, definition):
 @pytest.mark.parametrize("chunk", [1, 3])
 def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk):
     """Without gradients the passage strategy runs the trunk once (KV cache) and the word branches in chunks."""
-    monkeypatch.setattr(scoring, "_BRANCH_CHUNK_TOKENS", chunk)
+    monkeypatch.setattr(engine, "_BRANCH_CHUNK_TOKENS", chunk)  # patched where score_token_ids looks them up
     calls = []
-    trunk = scoring._score_trunk
-    monkeypatch.setattr(scoring, "_score_trunk", lambda *a, **k: calls.append(1) or trunk(*a, **k))
+    trunk = engine._score_trunk
+    monkeypatch.setattr(engine, "_score_trunk", lambda *a, **k: calls.append(k.get("chunk_tokens", a[5])) or trunk(*a, **k))
     tok = make_tiny_word_tokenizer("bytelevel")
     model = tiny_gpt2(len(tok), seed=2).double()
     for definition in ("paper", "eow"):
@@ -146,7 +147,7 @@ def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk):
             got = score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy="passage")
         for r, g in zip(ref, got):
             torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
-    assert len(calls) == 2  # the cached-trunk path, not the one-forward path of training
+    assert calls == [chunk, chunk]  # the cached-trunk path with the patched chunk, not training's one forward
 
 
 def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):
@@ -223,9 +224,9 @@ def test_fallback_when_4d_masks_are_refused(gpt2_pair, monkeypatch):
     model, tok = gpt2_pair
     ref = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="pair")
     calls = []
-    original = scoring._score_context
-    monkeypatch.setattr(scoring, "supports_tree_attention", lambda m: False)
-    monkeypatch.setattr(scoring, "_score_context", lambda *a: calls.append(1) or original(*a))
+    original = engine._score_context  # patched where score_token_ids looks them up
+    monkeypatch.setattr(engine, "supports_tree_attention", lambda m: False)
+    monkeypatch.setattr(engine, "_score_context", lambda *a: calls.append(1) or original(*a))
     got = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="tree", batch_size=100)
     assert calls == [1]
     for r, g in zip(ref, got):

@@ -60,10 +60,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .conditioning import first_token_id
-from .data.words import DEFAULT_WORD_RULE, WordRule
-from .errors import InputError
-from .options import BOUNDARIES, STRATEGIES, TRAINING_DEFINITIONS, WORD_DEFINITIONS
+from ..conditioning import first_token_id
+from ..data.words import DEFAULT_WORD_RULE, WordRule
+from ..errors import InputError
+from ..options import BOUNDARIES, STRATEGIES, TRAINING_DEFINITIONS, WORD_DEFINITIONS
 
 __all__ = [
     "DEFINITIONS",
@@ -397,7 +397,7 @@ def pm_boundary(tokenizer, vocab_size: int | None = None) -> tuple[WordEnd, Word
 def wordrule_begin(tokenizer, vocab_size: int | None = None, rule: WordRule = DEFAULT_WORD_RULE) -> WordBegin:
     """``S`` under the sampler's word rule: row 0 the tokens that open a word after a context (one space,
     then a letter or digit), row 1 the tokens that open one at the start of a text (a letter or digit)."""
-    from .data.words import _is_word_char
+    from ..data.words import _is_word_char
 
     n = vocab_size or len(tokenizer)
     m = min(n, len(tokenizer))
