@@ -9,6 +9,7 @@ from varylm_hf import evaluation as E
 from varylm_hf import metrics as M
 from varylm_hf.cli import main
 from varylm_hf.errors import InputError
+from varylm_hf.reference import reference_gpt2_rows
 
 from conftest import make_wordlevel_gpt2
 from test_sampling import exact_first_word_probs
@@ -163,13 +164,13 @@ def test_split():
 def test_real_gpt2_samples_reproduce_table_1(test_split):
     """Paper Table 1, GPT-2 Base 0.607 ± 0.001 and Oracle 0.443 ± 0.002, from packaged data."""
     seeds = [42, 123, 456]
-    ours = E.summarize(E.reference_gpt2_rows(test_split, seeds=seeds), seeds=seeds)
+    ours = E.summarize(reference_gpt2_rows(test_split, seeds=seeds), seeds=seeds)
     assert ours["n_contexts"] == 536
     assert ours["sampled"]["tvd"]["mean"] == pytest.approx(0.607, abs=0.002)
     assert ours["oracle"]["mean"] == pytest.approx(0.443, abs=0.005)
     assert ours["oracle"]["sd"] < 0.005
     assert ours["sampled"]["failure_rate"]["mean"] < 0.001
-    quirks = E.summarize(E.reference_gpt2_rows(test_split, seeds=[42], quirks=True), seeds=[42])
+    quirks = E.summarize(reference_gpt2_rows(test_split, seeds=[42], quirks=True), seeds=[42])
     # case-sensitive comparison ("The" != "the") costs ~0.015
     assert quirks["sampled"]["tvd"]["mean"] == pytest.approx(0.622, abs=0.002)
 
@@ -177,7 +178,16 @@ def test_real_gpt2_samples_reproduce_table_1(test_split):
 def test_reference_rows_need_test_passages(test_split):
     rec = dict(test_split[0], passage_id=1)
     with pytest.raises(InputError, match="reference GPT-2"):
-        E.reference_gpt2_rows([rec])
+        reference_gpt2_rows([rec])
+
+
+def test_moved_names_stay_importable_from_evaluation():
+    """``Shard`` and the reference rows moved out; their importers (commands, reproduce, pinned numbers) still work."""
+    from varylm_hf import distributed, reference
+
+    assert E.Shard is distributed.Shard
+    assert E.reference_gpt2_rows is reference.reference_gpt2_rows
+    assert E.load_reference_samples is reference.load_reference_samples
 
 
 # ------------------------------------------------------------------ CLI

@@ -141,3 +141,16 @@ def test_naive_backend_takes_the_shared_options_and_names_unknown_ones():
 
     with pytest.raises(InputError, match="unknown sampling option.*nope.*expected some of prompt"):
         naive_sample_next_words(None, None, ["the cat"], 4, nope=1)
+
+
+def test_every_registered_backend_resolves_and_takes_the_interface_keywords():
+    import inspect
+
+    from varylm_hf import sampling
+
+    assert sampling.get_sampler("naive") is sampling.naive_sample_next_words
+    assert sampling.get_sampler("shared-prefix") is sampling.sample_next_words
+    interface = inspect.signature(sampling.SamplingBackend.__call__).parameters
+    keywords = {n for n, p in interface.items() if p.kind is p.KEYWORD_ONLY}
+    shared = inspect.signature(sampling.sample_next_words).parameters
+    assert keywords <= {n for n, p in shared.items() if p.kind is p.KEYWORD_ONLY}

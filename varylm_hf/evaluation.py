@@ -21,24 +21,26 @@ Outputs of :func:`evaluate_model` / :func:`write_run` in ``out_dir``:
 * ``fig_tvd_hist.png`` (Fig. 1), ``fig_tvd_minus_oracle.png`` (Fig. 3),
   ``fig_entropy.png`` (Fig. 6), ``fig_coverage.png`` (Fig. 7);
   :func:`compare_runs` adds ``fig_tvd_change.png`` (Fig. 4) for two or more runs.
+
+Re-exported here: :class:`~varylm_hf.distributed.Shard` (contexts dealt to processes) and the packaged
+real-GPT-2 samples (:mod:`varylm_hf.reference`).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import time
 from collections.abc import Sequence
-from importlib import resources
 
 from tqdm.auto import tqdm
 
 from . import metrics as M
 from .conditioning import first_token_text
-from .data.normalize import NO_WORD, Normalizer, normalize_word
+from .data.normalize import Normalizer
 from .data.words import DEFAULT_WORD_RULE, WordRule, describe_word_rule
+from .distributed import Shard
 from .errors import InputError
+from .reference import load_reference_samples, reference_gpt2_rows
 from .report import (  # noqa: F401 - the reports' names stay importable from here
     ROWS_FILE,
     SUMMARY_FILE,
@@ -294,9 +296,33 @@ def evaluate_model(
     Returns:
         The summary dict (see :func:`summarize`), or ``(summary, rows)`` with ``return_rows``.
     """
+    backend, seeds, records = _check_run(sampler, mode, seeds, records, out_dir, overwrite)
+    shard = Shard.current()
+    everything, records = records, shard.mine(records)
+    sampling = dict(prompt=prompt, one_shot_example=one_shot_example, max_new_tokens=max_new_tokens,
+                    temperature=temperature, top_k=top_k, top_p=top_p, batch_size=batch_size, bos=bos,
+                    word_rule=word_rule)
+    rows, timing = _model_rows(model, tokenizer, records, backend, mode=mode, seeds=seeds, num_samples=num_samples,
+                               sampling=sampling, strategy=strategy, progress=progress and shard.is_main)
+    rows, records = shard.gather(rows, everything, seeds), everything
+    for key in [k for k in timing if k.endswith("_s")]:
+        timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
+    if shard.world > 1:
+        timing["processes"] = shard.world
+    cfg = _run_config(tokenizer, mode=mode, num_samples=num_samples, sampling=sampling, strategy=strategy,
+                      sampler=sampler, config=config)
+    summary = summarize(rows, name=name, seeds=seeds, config=cfg, timing=timing)
+    if out_dir is not None and shard.is_main:  # one output folder, written once
+        write_run(out_dir, rows, summary, figures=figures, overwrite=overwrite)
+    shard.barrier()
+    return (summary, rows) if return_rows else summary
+
+
+def _check_run(sampler: str, mode: str, seeds, records, out_dir, overwrite: bool):
+    """``(backend, seeds, records)`` of an :func:`evaluate_model` call, every argument checked (one-line errors)."""
     from .sampling import get_sampler
 
-    sample_next_words = get_sampler(sampler)
+    backend = get_sampler(sampler)
     if mode not in MODES:
         raise InputError(f"--mode {mode}: expected one of {', '.join(MODES)}")
     seeds = [int(s) for s in seeds]
@@ -307,167 +333,48 @@ def evaluate_model(
     records = _check_records(records)
     if out_dir is not None:
         _check_out_dir(out_dir, overwrite)
-    shard = Shard.current()
-    everything, records = records, shard.mine(records)
-    progress = progress and shard.is_main
+    return backend, seeds, records
+
+
+def _model_rows(model, tokenizer, records, backend, *, mode: str, seeds: list[int], num_samples: int,
+                sampling: dict, strategy: str, progress: bool) -> tuple[list[dict], dict[str, float]]:
+    """This process's rows (sampled, seed by seed, then exact) and the seconds each part took.
+
+    ``sampling``: the backend's keyword options but ``seed`` and ``progress`` (exact mode takes the
+    conditioning ones: prompt, one-shot example, first token, word rule).
+    """
     rows: list[dict] = []
     timing: dict[str, float] = {}
     if mode in ("sampled", "both"):
         for seed in seeds:
             t0 = time.perf_counter()
-            samples = sample_next_words(
-                model, tokenizer, [r["context"] for r in records], num_samples, prompt=prompt,
-                one_shot_example=one_shot_example, max_new_tokens=max_new_tokens, temperature=temperature,
-                top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size, progress=progress, bos=bos,
-                word_rule=word_rule,
-            )
+            samples = backend(model, tokenizer, [r["context"] for r in records], num_samples, seed=seed,
+                              progress=progress, **sampling)
             timing[f"sampled_seed_{seed}_s"] = time.perf_counter() - t0
             rows.extend(evaluate_samples(records, {seed: samples}) if records else [])  # a shard may be empty
     if mode in ("exact", "both"):
         t0 = time.perf_counter()
-        qs = exact_word_probs(model, tokenizer, records, prompt=prompt, one_shot_example=one_shot_example,
-                              strategy=strategy, progress=progress, bos=bos, word_rule=word_rule)
+        qs = exact_word_probs(model, tokenizer, records, prompt=sampling["prompt"],
+                              one_shot_example=sampling["one_shot_example"], strategy=strategy, progress=progress,
+                              bos=sampling["bos"], word_rule=sampling["word_rule"])
         timing["exact_s"] = time.perf_counter() - t0
         rows.extend(score_exact(r, q, seeds) for r, q in zip(records, qs))
-    rows, records = shard.gather(rows, everything, seeds), everything
-    for key in [k for k in timing if k.endswith("_s")]:
-        timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
-    if shard.world > 1:
-        timing["processes"] = shard.world
+    return rows, timing
+
+
+def _run_config(tokenizer, *, mode: str, num_samples: int, sampling: dict, strategy: str, sampler: str,
+                config: dict | None) -> dict:
+    """The ``config`` of a run's summary: the options as run (prompt style resolved), then ``config``'s fields."""
     from .sampling import resolve_prompt_style
 
-    style = resolve_prompt_style(tokenizer, prompt)
-    cfg = {
+    style = resolve_prompt_style(tokenizer, sampling["prompt"])
+    return {
         "mode": mode, "num_samples": num_samples, "prompt": style,
-        "first_token": first_token_text(tokenizer, bos) if style == "plain" else "(chat template)",
-        "word_rule": describe_word_rule(word_rule or DEFAULT_WORD_RULE),
-        "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-        "batch_size": batch_size, "exact_definition": "eow", "exact_strategy": strategy,
+        "first_token": first_token_text(tokenizer, sampling["bos"]) if style == "plain" else "(chat template)",
+        "word_rule": describe_word_rule(sampling["word_rule"] or DEFAULT_WORD_RULE),
+        "max_new_tokens": sampling["max_new_tokens"], "temperature": sampling["temperature"],
+        "top_k": sampling["top_k"], "top_p": sampling["top_p"], "batch_size": sampling["batch_size"],
+        "exact_definition": "eow", "exact_strategy": strategy,
         **({"sampler": sampler} if mode != "exact" else {}),
         **(config or {}),
     }
-    summary = summarize(rows, name=name, seeds=seeds, config=cfg, timing=timing)
-    if out_dir is not None and shard.is_main:  # one output folder, written once
-        write_run(out_dir, rows, summary, figures=figures, overwrite=overwrite)
-    shard.barrier()
-    return (summary, rows) if return_rows else summary
-
-
-class Shard:
-    """Which contexts this process evaluates under ``accelerate launch`` / ``torchrun`` (one process: all).
-
-    Passages are dealt round-robin over the processes (sorted passage ids), so the contexts of one
-    passage stay together for prefix sharing; every context is sampled with its own seeded generator,
-    so its rows do not depend on the process it lands on. Rows are gathered on every process and put
-    back in the one-process order (mode, seed, context), so the main process writes what one process
-    would have written.
-    """
-
-    def __init__(self, rank: int = 0, world: int = 1):
-        self.rank, self.world = rank, world
-
-    @classmethod
-    def current(cls) -> "Shard":
-        """The shard of this process (``WORLD_SIZE`` > 1 starts accelerate's process group)."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return cls()
-        import torch
-        from accelerate import PartialState
-
-        state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU (accelerate's default skips it)
-        return cls(state.process_index, state.num_processes)
-
-    @property
-    def is_main(self) -> bool:
-        """The process that writes outputs and shows progress bars."""
-        return self.rank == 0
-
-    def mine(self, records: list[dict]) -> list[dict]:
-        """This process's records (all of them with one process)."""
-        if self.world == 1:
-            return records
-        passages = sorted({str(r.get("passage_id")) for r in records})
-        owner = {p: i % self.world for i, p in enumerate(passages)}
-        return [r for r in records if owner[str(r.get("passage_id"))] == self.rank]
-
-    def gather(self, rows: list[dict], records: list[dict], seeds: Sequence[int]) -> list[dict]:
-        """Every process's rows, in the order one process produces them."""
-        if self.world == 1:
-            return rows
-        order = {r["id"]: i for i, r in enumerate(records)}
-        mode_rank = {"sampled": 0, "exact": 1}
-        seed_rank = {s: i for i, s in enumerate(seeds)}
-        return self.gather_sorted(rows, key=lambda r: (mode_rank[r["mode"]], seed_rank.get(r["seed"], 0),
-                                                       order[r["id"]]))
-
-    def gather_sorted(self, items: list, key) -> list:
-        """Every process's ``items`` (picklable), sorted by ``key`` (a stable sort; one process: as given)."""
-        if self.world == 1:
-            return items
-        from accelerate.utils import gather_object
-
-        gathered = gather_object([items])  # one list per process
-        return sorted((item for part in gathered for item in part), key=key)
-
-    def barrier(self) -> None:
-        """Wait until the main process has written the run."""
-        if self.world > 1:
-            from accelerate import PartialState
-
-            PartialState().wait_for_everyone()
-
-
-# --------------------------------------------------------------------------- tables
-
-
-# --------------------------------------------------------------------------- files
-
-
-# --------------------------------------------------------------------------- real GPT-2 samples
-
-
-def load_reference_samples(name: str = "gpt2_samples_test") -> dict:
-    """The packaged real-GPT-2 samples (Ilia & Aziz, 2024) for the paper's test passages.
-
-    Returns the file's dict: ``contexts`` is a list of ``{passage_id, word_position, context,
-    samples: [[word, count], ...]}``, words as the original code stored them (case kept,
-    punctuation removed, ``"Failed to generate word"`` for a failure).
-    """
-    ref = resources.files("varylm_hf") / "data" / "provo" / f"{name}.json.gz"
-    if not ref.is_file():
-        raise InputError(f"no packaged reference samples named {name!r}")
-    with ref.open("rb") as fh:
-        return json.loads(gzip.decompress(fh.read()).decode("utf-8"))
-
-
-def reference_gpt2_rows(records, *, seeds: Sequence[int] = (42,), quirks: bool = False,
-                        normalizer: Normalizer | None = None) -> list[dict]:
-    """Rows for the real GPT-2 samples against ``records`` (matched by passage and word position).
-
-    ``quirks=False``: our pipeline (each sample normalised like the human answers, failures kept
-    as ``NO_WORD``). ``quirks=True``: the reference code's handling (samples compared as stored,
-    case-sensitive, failures dropped; TVD 0.5 when every sample failed). Only one set of samples
-    exists, so every seed reuses it (seeds then vary the oracle split only).
-    """
-    ref = load_reference_samples()
-    failure = ref.get("failure_label", "Failed to generate word")
-    by_key = {(c["passage_id"], c["word_position"]): c for c in ref["contexts"]}
-    records = _check_records(records)
-    rows = []
-    for r in records:
-        c = by_key.get((r["passage_id"], r["word_position"]))
-        if c is None:
-            raise InputError(f"record {r['id']}: no reference GPT-2 samples (only the paper's test passages)")
-        raw = [w for w, n in c["samples"] for _ in range(n)]
-        if quirks:
-            words = [w for w in raw if w != failure]
-        else:
-            words = [NO_WORD if w == failure else (normalize_word(w, normalizer) or NO_WORD) for w in raw]
-        for seed in seeds:
-            if not words:  # the reference's behaviour when every sample failed
-                row = score_sampled(r, [NO_WORD], seed)
-                row.update(tvd=0.5, samples={})
-            else:
-                row = score_sampled(r, words, seed)
-            rows.append(row)
-    return rows
