@@ -5,7 +5,7 @@ token mean) with LoRA on the offline SmolLM2:
 
 * ``sft``: TRL SFTTrainer's own tokenisation, collator and ``compute_loss`` on the augmented rows (one per
   human answer, ~40 per context), in micro-batches of ``--rows_per_batch``;
-* ``var, per context``: :func:`varylm_hf.sft.var_sft_loss` on one context per forward (``strategy="tree"``):
+* ``var, per context``: :func:`varylm_hf.training.var_sft.var_sft_loss` on one context per forward (``strategy="tree"``):
   the chat prompt once, each distinct answer once as a branch (the batch of the paper's 32 rows is one
   Provo context);
 * ``var, passage trie``: ``strategy="passage"`` on ``k`` contexts of one passage per forward: their prompts
@@ -33,10 +33,10 @@ EPOCH_CONTEXTS = 1892
 
 
 def _loss_and_backward(model, units, strategy):
-    from varylm_hf import sft
+    from varylm_hf.training.var_sft import var_sft_loss
 
     batch = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
-    loss, _ = sft.var_sft_loss(model, batch, strategy=strategy)
+    loss, _ = var_sft_loss(model, batch, strategy=strategy)
     loss.backward()
     n_tokens = sum(n * len(w) for u in units for n, w in zip(u["counts"], u["word_ids"]))
     return float(loss.detach()) * n_tokens, n_tokens
@@ -69,9 +69,11 @@ def main(argv=None) -> int:
     from peft import get_peft_model
     from tqdm.auto import tqdm
 
-    from varylm_hf import sft
     from varylm_hf.data import load_provo, split_records
-    from varylm_hf.modeling import load_model_and_tokenizer
+    from varylm_hf.modeling import load_model_and_tokenizer, unmark_gguf_quantization
+    from varylm_hf.training.adapters import lora_config
+    from varylm_hf.training.instruct import make_sft_trainer, sft_config
+    from varylm_hf.training.rows import build_sft_dataset, var_units
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -81,8 +83,8 @@ def main(argv=None) -> int:
         by_passage.setdefault(r["passage_id"], []).append(r)
     passages = rng.sample(sorted(by_passage), args.passages)
     model, tok = load_model_and_tokenizer(args.model)
-    sft.unmark_gguf_quantization(model)
-    model = get_peft_model(model, sft.lora_config(model))
+    unmark_gguf_quantization(model)
+    model = get_peft_model(model, lora_config(model))
     model.train()
     for m in model.modules():  # deterministic comparison: no dropout
         if isinstance(m, torch.nn.Dropout):
@@ -91,11 +93,11 @@ def main(argv=None) -> int:
     # --- part 1: the same loss three ways
     first = by_passage[passages[0]]
     records = [first[i] for i in sorted(rng.sample(range(len(first)), args.sft_contexts))]
-    ds = sft.build_sft_dataset(records)
+    ds = build_sft_dataset(records)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = sft.sft_config(tmp, total_batch_size=args.rows_per_batch, per_device_batch_size=args.rows_per_batch,
-                             use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=1)
-        trainer = sft.make_sft_trainer(model, tok, ds, args=cfg)
+        cfg = sft_config(tmp, total_batch_size=args.rows_per_batch, per_device_batch_size=args.rows_per_batch,
+                         use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=1)
+        trainer = make_sft_trainer(model, tok, ds, args=cfg)
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     n_comp = sum(sum(1 for x in r["labels"] if x != -100) for r in rows)
     sft_tokens, sft_nll = 0, 0.0
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
         sft_tokens += int(batch["input_ids"].numel())
     t_sft = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
-    units = sft.var_units(records, tok)
+    units = var_units(records, tok)
     part1 = [("SFT (TRL, %d rows/micro-batch)" % args.rows_per_batch, len(rows), sft_tokens, t_sft, sft_nll / n_comp)]
     from varylm_hf.scoring import _build_forest
 
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
     recs2 = [r for pid in passages for r in by_passage[pid]]
     part2 = []
     for label_mode in ("all", "majority"):
-        units2 = sft.var_units(recs2, tok, label_mode)
+        units2 = var_units(recs2, tok, label_mode)
         rows_per_ctx = sum(sum(u["counts"]) for u in units2) / len(units2)
         plans = [("per context", 1, "tree")] + [(f"passage trie, {k} contexts/step", k, "passage")
                                                 for k in args.contexts_per_step]

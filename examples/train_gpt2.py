@@ -71,7 +71,7 @@ from varylm_hf.errors import InputError, VarylmError  # noqa: E402
 from varylm_hf.hub import HubError, check_hub_id, push_model, resolve_repo_id  # noqa: E402
 from varylm_hf.modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer  # noqa: E402
 from varylm_hf.run_folders import check_output_dir, checkpoint_step, remove_empty_tree, resolve_resume  # noqa: E402
-from varylm_hf.trainer import VarTrainingArguments, save_var_run, train_var  # noqa: E402
+from varylm_hf.training.var import VarTrainingArguments, save_var_run, train_var  # noqa: E402
 
 
 @dataclass

@@ -53,8 +53,10 @@ from pathlib import Path
 
 from varylm_hf.errors import InputError, VarylmError
 from varylm_hf.modeling import OFFLINE_MODEL
+from varylm_hf.options import RECIPES
 from varylm_hf.run_folders import check_output_dir, checkpoint_step, remove_empty_tree, resolve_resume
-from varylm_hf.sft import LABEL_MODES, RECIPES, InstructConfig
+from varylm_hf.training.instruct import InstructConfig
+from varylm_hf.training.rows import LABEL_MODES
 
 # bitsandbytes warns on every start on CPUs with AVX512-BF16 that an optional kernel package is missing;
 # that line is noise here and would make a one-line error two lines.
@@ -229,7 +231,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from varylm_hf.data import load_cloze
     from varylm_hf.modeling import OFFLINE_MODEL_HUB_ID, load_model_and_tokenizer
-    from varylm_hf.sft import load_qlora_model, qlora_available, train_instruct
+    from varylm_hf.training.adapters import load_qlora_model, qlora_available
+    from varylm_hf.training.instruct import train_instruct
 
     set_seed(args.seed)
     repo_id = None

@@ -1,6 +1,6 @@
 """Choose the learning rate and the number of epochs on the VALIDATION split only (issue #11, item 7).
 
-For each (label mode, learning rate), fine-tune the offline SmolLM2 with :class:`varylm_hf.trainer.VarTrainer`
+For each (label mode, learning rate), fine-tune the offline SmolLM2 with :class:`varylm_hf.training.var.VarTrainer`
 (word-level loss, the settings of ``varylm reproduce``) and measure the exact TVD on the validation split after
 every epoch (:class:`varylm_hf.callbacks.ExactTVDCallback`). The test split is never touched here; the chosen
 setting is then run with ``varylm reproduce``, which reports the test split.
@@ -27,7 +27,7 @@ import torch
 from varylm_hf.callbacks import ExactTVDCallback
 from varylm_hf.data import load_provo, split_records
 from varylm_hf.modeling import load_model_and_tokenizer
-from varylm_hf.trainer import VarTrainingArguments, train_var
+from varylm_hf.training.var import VarTrainingArguments, train_var
 
 
 def _key(rec: dict) -> tuple:

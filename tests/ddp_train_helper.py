@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-from varylm_hf.trainer import VarTrainingArguments, train_var  # noqa: E402
+from varylm_hf.training.var import VarTrainingArguments, train_var  # noqa: E402
 
 from conftest import make_tiny_word_tokenizer, tiny_gpt2  # noqa: E402
 from test_trainer import make_records  # noqa: E402

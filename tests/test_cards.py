@@ -102,7 +102,7 @@ def test_token_in_command_is_redacted_in_the_file(tmp_path):
 # ------------------------------------------------------------------------------------ cards of run folders
 @pytest.fixture(scope="module")
 def trainer_run(tmp_path_factory):
-    from varylm_hf.trainer import VarTrainer, VarTrainingArguments, save_var_run
+    from varylm_hf.training.var import VarTrainer, VarTrainingArguments, save_var_run
 
     tmp = tmp_path_factory.mktemp("var")
     tok = make_tiny_word_tokenizer("bytelevel")
@@ -121,7 +121,7 @@ def trainer_run(tmp_path_factory):
 def adapter_run(tmp_path_factory):
     from peft import get_peft_model
 
-    from varylm_hf import sft
+    from varylm_hf.training import instruct as sft
 
     out = tmp_path_factory.mktemp("adapter") / "tiny-lora"
     tok = make_tiny_chat_tokenizer()

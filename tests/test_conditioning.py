@@ -87,7 +87,7 @@ def test_top_level_exports_are_lazy_and_resolve():
 
     code = ("import sys, varylm_hf; assert 'torch' not in sys.modules; "
             "from varylm_hf import VarTrainer, evaluate_model, WordRule, first_token_id; "
-            "from varylm_hf.trainer import VarTrainer as T; assert VarTrainer is T; print('ok')")
+            "from varylm_hf.training.var import VarTrainer as T; assert VarTrainer is T; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
     import varylm_hf

@@ -12,9 +12,19 @@ import json
 import pytest
 import torch
 
-from varylm_hf import sft
 from varylm_hf.errors import InputError
 from varylm_hf.prompts import instruction_prompt
+from varylm_hf.training.adapters import (
+    LORA_TARGET_MODULES,
+    apply_cpu_4bit_workaround,
+    compute_dtype_4bit,
+    load_qlora_model,
+    lora_config,
+    qlora_compute_dtype,
+    qlora_quantization_config,
+)
+from varylm_hf.training.instruct import InstructConfig, train_instruct
+from varylm_hf.training.rows import chat_token_ids
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -45,7 +55,7 @@ def _load_4bit(path, compute_dtype=torch.float32):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(
-        path, quantization_config=sft.qlora_quantization_config(compute_dtype), device_map="cpu"
+        path, quantization_config=qlora_quantization_config(compute_dtype), device_map="cpu"
     ).eval()
 
 
@@ -69,7 +79,7 @@ def _with_lora(model, seed=1):
     """Wrap in the paper's LoRA (no dropout) with random A *and* B, so every LoRA weight gets a gradient."""
     from peft import get_peft_model
 
-    cfg = sft.lora_config(model)
+    cfg = lora_config(model)
     cfg.lora_dropout = 0.0
     peft_model = get_peft_model(model, copy.deepcopy(cfg))
     gen = torch.Generator().manual_seed(seed)
@@ -106,40 +116,40 @@ def _worst_rel_err(grads, ref):
 
 
 def test_compute_dtype_auto_is_bf16_on_cuda_fp32_on_cpu():
-    assert sft.qlora_compute_dtype("cuda") == torch.bfloat16 and sft.qlora_compute_dtype("cuda:1") == torch.bfloat16
-    assert sft.qlora_compute_dtype("cpu") == torch.float32
-    auto = sft.qlora_quantization_config("auto").bnb_4bit_compute_dtype
+    assert qlora_compute_dtype("cuda") == torch.bfloat16 and qlora_compute_dtype("cuda:1") == torch.bfloat16
+    assert qlora_compute_dtype("cpu") == torch.float32
+    auto = qlora_quantization_config("auto").bnb_4bit_compute_dtype
     assert auto == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    assert sft.qlora_quantization_config().bnb_4bit_compute_dtype == torch.bfloat16  # the paper's default
-    assert sft.qlora_quantization_config(torch.float32).bnb_4bit_compute_dtype == torch.float32
+    assert qlora_quantization_config().bnb_4bit_compute_dtype == torch.bfloat16  # the paper's default
+    assert qlora_quantization_config(torch.float32).bnb_4bit_compute_dtype == torch.float32
     with pytest.raises(InputError, match="compute_dtype"):
-        sft.qlora_quantization_config("fp8")
+        qlora_quantization_config("fp8")
     with pytest.raises(InputError, match="compute_dtype"):
-        sft.qlora_quantization_config(torch.int8)
+        qlora_quantization_config(torch.int8)
 
 
 def test_loads_as_nf4_double_quant_4bit(base_dir):
     model = _load_4bit(base_dir, "bfloat16")
     assert model.is_loaded_in_4bit
     layers = _4bit_layers(model)
-    assert sorted({n.rsplit(".", 1)[-1] for n, _ in layers}) == sorted(sft.LORA_TARGET_MODULES)
+    assert sorted({n.rsplit(".", 1)[-1] for n, _ in layers}) == sorted(LORA_TARGET_MODULES)
     assert len(layers) == N_4BIT
     for _, layer in layers:
         state = layer.weight.quant_state
         assert state.quant_type == "nf4" and state.nested  # nested = double quantisation
         assert layer.weight.dtype == torch.uint8 and layer.compute_dtype == torch.bfloat16
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)  # head and embeddings stay full precision
-    assert sft.compute_dtype_4bit(model) == torch.bfloat16
+    assert compute_dtype_4bit(model) == torch.bfloat16
 
 
 def test_workaround_sets_flag_on_every_4bit_layer(base_dir, tiny_chat_llama):
     model = _load_4bit(base_dir)
     for _, layer in _4bit_layers(model):
         layer.support_avx512bf16_for_cpu = True  # what bitsandbytes sets on an AVX512-BF16 CPU
-    assert sft.apply_cpu_4bit_workaround(model) == N_4BIT
+    assert apply_cpu_4bit_workaround(model) == N_4BIT
     assert all(layer.support_avx512bf16_for_cpu is False for _, layer in _4bit_layers(model))
-    assert sft.apply_cpu_4bit_workaround(tiny_chat_llama) == 0  # no 4-bit layers: nothing to do
-    assert sft.compute_dtype_4bit(tiny_chat_llama) is None
+    assert apply_cpu_4bit_workaround(tiny_chat_llama) == 0  # no 4-bit layers: nothing to do
+    assert compute_dtype_4bit(tiny_chat_llama) is None
 
 
 # ----------------------------------------------------------------------------- gradients (DESIGN.md §3)
@@ -148,7 +158,7 @@ def test_workaround_sets_flag_on_every_4bit_layer(base_dir, tiny_chat_llama):
 def test_lora_grads_after_eval_forward_equal_dequantized_fp32_grads(base_dir):
     """The bug guarded against: an eval forward repacks the weights and later LoRA gradients go wrong."""
     model = _load_4bit(base_dir)  # float32 compute: the 4-bit model is then exactly its dequantised copy
-    assert sft.apply_cpu_4bit_workaround(model) == N_4BIT
+    assert apply_cpu_4bit_workaround(model) == N_4BIT
     ref = _with_lora(_dequantized_fp32_copy(model, base_dir))
     model = _with_lora(model)
     _eval_forward(model)  # as Trainer's evaluation does between training steps
@@ -161,7 +171,7 @@ def test_lora_grads_after_eval_forward_equal_dequantized_fp32_grads(base_dir):
 
 def test_bf16_compute_grads_close_to_dequantized_fp32_grads(base_dir):
     model = _load_4bit(base_dir, torch.bfloat16)
-    sft.apply_cpu_4bit_workaround(model)
+    apply_cpu_4bit_workaround(model)
     ref = _with_lora(_dequantized_fp32_copy(model, base_dir))
     model = _with_lora(model)
     _eval_forward(model)
@@ -185,7 +195,7 @@ def test_repacked_weights_give_wrong_grads_until_the_workaround_restores_them(ba
     # If this fails, bitsandbytes trains correctly on repacked weights and the workaround may go.
     assert _worst_rel_err(bad, ref_grads) > 1e-2
 
-    assert sft.apply_cpu_4bit_workaround(model) == N_4BIT
+    assert apply_cpu_4bit_workaround(model) == N_4BIT
     assert not any(m.weight.quant_state.packing_format_for_cpu for _, m in _4bit_layers(model))
     # the round trip re-quantises the double-quantised scales: compare with the weights as they are now
     ref_now = _with_lora(_dequantized_fp32_copy(model.get_base_model(), base_dir))
@@ -202,17 +212,17 @@ def test_qlora_training_reduces_loss_and_adapter_round_trips(tmp_path, base_dir,
     from peft import PeftModel
 
     tok = tiny_chat_tokenizer
-    model = _load_4bit(base_dir, sft.qlora_compute_dtype("cpu"))
-    sft.apply_cpu_4bit_workaround(model)
+    model = _load_4bit(base_dir, qlora_compute_dtype("cpu"))
+    apply_cpu_4bit_workaround(model)
     before = _completion_nll(model, tok, RECORDS)
     for _, layer in _4bit_layers(model):
         layer.support_avx512bf16_for_cpu = True  # as on an AVX512-BF16 CPU: train_instruct must turn it off
     out = tmp_path / "qlora"
-    cfg = sft.InstructConfig(
+    cfg = InstructConfig(
         output_dir=str(out), recipe="sft", qlora=True, learning_rate=5e-2, batch_size=9, per_device_batch_size=9,
         num_train_epochs=2, logging_steps=1, base_model_id=str(base_dir), data="unit-test",
     )
-    trainer = sft.train_instruct(model, tok, RECORDS, RECORDS, cfg)  # evaluates after every epoch
+    trainer = train_instruct(model, tok, RECORDS, RECORDS, cfg)  # evaluates after every epoch
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 2 and sum("eval_loss" in h for h in trainer.state.log_history) == 2
     trained = trainer.model.eval()
@@ -226,11 +236,11 @@ def test_qlora_training_reduces_loss_and_adapter_round_trips(tmp_path, base_dir,
     assert run["hyperparameters"]["qlora"] is True and run["extra"]["bnb_4bit_compute_dtype"] == "float32"
     assert "QLoRA 4-bit nf4 + double quantisation, float32 compute" in (out / "README.md").read_text()
 
-    ids = torch.tensor([sum(sft.chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
+    ids = torch.tensor([sum(chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
     with torch.no_grad():
         ref = trained(input_ids=ids).logits
-        fresh = _load_4bit(base_dir, sft.qlora_compute_dtype("cpu"))  # quantisation is deterministic
-        sft.apply_cpu_4bit_workaround(fresh)
+        fresh = _load_4bit(base_dir, qlora_compute_dtype("cpu"))  # quantisation is deterministic
+        apply_cpu_4bit_workaround(fresh)
         reloaded = PeftModel.from_pretrained(fresh, out).eval()
         torch.testing.assert_close(reloaded(input_ids=ids).logits, ref, rtol=0, atol=1e-5)
 
@@ -241,8 +251,8 @@ def test_load_qlora_model_from_folder(base_dir, tiny_chat_tokenizer, tmp_path):
 
     AutoModelForCausalLM.from_pretrained(base_dir).save_pretrained(folder)
     tiny_chat_tokenizer.save_pretrained(folder)
-    model, tok = sft.load_qlora_model(str(folder))
+    model, tok = load_qlora_model(str(folder))
     assert model.is_loaded_in_4bit and not model.training and len(_4bit_layers(model)) == N_4BIT
-    assert sft.compute_dtype_4bit(model) == sft.qlora_compute_dtype()
+    assert compute_dtype_4bit(model) == qlora_compute_dtype()
     assert all(m.support_avx512bf16_for_cpu is False for _, m in _4bit_layers(model))
     assert tok.chat_template == tiny_chat_tokenizer.chat_template

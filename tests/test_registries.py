@@ -11,11 +11,12 @@ import json
 import pytest
 import torch
 
-from varylm_hf import sft
 from varylm_hf.data import LABEL_MODES, label_distribution
 from varylm_hf.data.labels import LabelMode, label_counts, register_label_mode
 from varylm_hf.errors import InputError
-from varylm_hf.trainer import VarTrainer, VarTrainingArguments, save_var_run
+from varylm_hf.training.instruct import InstructConfig
+from varylm_hf.training.rows import sft_rows
+from varylm_hf.training.var import VarTrainer, VarTrainingArguments, save_var_run
 
 from conftest import make_tiny_word_tokenizer, tiny_gpt2
 
@@ -42,9 +43,9 @@ def test_registered_label_mode_is_a_label_view(top_two):
     assert label_counts(REC, "top_two") == [("mat", 1), ("sofa", 1)]
     assert label_distribution(REC, "top_two") == [("mat", 0.5), ("sofa", 0.5)]
     # the instruct recipe: one augmented row per count
-    rows = sft.sft_rows([REC], "top_two")
+    rows = sft_rows([REC], "top_two")
     assert [r["completion"][0]["content"] for r in rows] == ["mat", "sofa"]
-    sft.InstructConfig(recipe="var", label_mode="top_two").check()
+    InstructConfig(recipe="var", label_mode="top_two").check()
 
 
 def test_registered_label_mode_trains_and_is_described_in_the_card(tmp_path, top_two):

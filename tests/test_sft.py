@@ -7,9 +7,22 @@ import json
 import pytest
 import torch
 
-from varylm_hf import sft
+from varylm_hf.data.labels import label_counts
 from varylm_hf.errors import InputError
-from varylm_hf.prompts import instruction_prompt, one_shot_prompt
+from varylm_hf.modeling import unmark_gguf_quantization
+from varylm_hf.prompts import instruction_prompt, one_shot_example, one_shot_prompt
+from varylm_hf.training.adapters import LORA_TARGET_MODULES, lora_config, qlora_available, qlora_quantization_config
+from varylm_hf.training.instruct import InstructConfig, make_sft_trainer, sft_config, train_instruct
+from varylm_hf.training.rows import (
+    batch_rows,
+    build_sft_dataset,
+    build_var_dataset,
+    chat_token_ids,
+    contexts_per_batch,
+    sft_rows,
+    var_units,
+)
+from varylm_hf.training.var_sft import VarSFTTrainer, var_sft_loss
 
 RECORDS = [
     {
@@ -30,14 +43,14 @@ def _sft_args(tmp_path, **kw):
     defaults = dict(total_batch_size=4, per_device_batch_size=4, logging_steps=1, max_steps=1,
                     use_cpu=True, bf16=False, gradient_checkpointing=False)
     defaults.update(kw)
-    return sft.sft_config(str(tmp_path / "out"), **defaults)
+    return sft_config(str(tmp_path / "out"), **defaults)
 
 
 # ----------------------------------------------------------------------------- data
 
 
 def test_sft_rows_one_row_per_answer():
-    rows = sft.sft_rows(RECORDS, "all")
+    rows = sft_rows(RECORDS, "all")
     assert len(rows) == 6 + 3
     first = [r for r in rows if r["id"] == "t-01-002"]
     assert [r["completion"][0]["content"] for r in first] == ["sat"] * 3 + ["is"] * 2 + ["the"]
@@ -49,51 +62,51 @@ def test_sft_rows_one_row_per_answer():
 @pytest.mark.parametrize("mode,words", [("majority", ["sat", "mat"]), ("corpus", ["sat", "mat"])])
 def test_sft_rows_single_answer_modes(mode, words):
     recs = [dict(RECORDS[0], majority="sat", corpus_word="sat"), dict(RECORDS[1], corpus_word="mat")]
-    rows = sft.sft_rows(recs, mode)
+    rows = sft_rows(recs, mode)
     assert [r["completion"][0]["content"] for r in rows] == words
 
 
 def test_corpus_mode_uses_corpus_word_not_majority():
     rec = dict(RECORDS[0], corpus_word="slept")
-    assert sft.label_counts(rec, "corpus") == [("slept", 1)]
-    assert sft.label_counts(rec, "majority") == [("sat", 1)]
+    assert label_counts(rec, "corpus") == [("slept", 1)]
+    assert label_counts(rec, "majority") == [("sat", 1)]
 
 
 def test_bad_label_mode_raises():
     with pytest.raises(InputError, match="label_mode"):
-        sft.sft_rows(RECORDS, "sample")
+        sft_rows(RECORDS, "sample")
 
 
 def test_dataset_is_trl_conversational():
     from trl.data_utils import is_conversational
 
-    ds = sft.build_sft_dataset(RECORDS)
+    ds = build_sft_dataset(RECORDS)
     assert len(ds) == 9 and set(ds.column_names) == {"prompt", "completion", "id"}
     assert is_conversational(ds[0])
 
 
 def test_one_shot_example_comes_from_training_records():
     train = [dict(RECORDS[1], id=f"tr-{i}", context=f"One two three four five {i}") for i in range(20)]
-    ctx, answers = sft.one_shot_example(train, seed=42)
+    ctx, answers = one_shot_example(train, seed=42)
     assert ctx in {r["context"] for r in train}
     assert answers == RECORDS[1]["answers"]
-    assert sft.one_shot_example(train, seed=42) == (ctx, answers)  # deterministic
-    assert len({sft.one_shot_example(train, seed=s)[0] for s in range(10)}) > 1  # seed matters
+    assert one_shot_example(train, seed=42) == (ctx, answers)  # deterministic
+    assert len({one_shot_example(train, seed=s)[0] for s in range(10)}) > 1  # seed matters
     # order of the training list does not change the pick
-    assert sft.one_shot_example(list(reversed(train)), seed=42)[0] == ctx
+    assert one_shot_example(list(reversed(train)), seed=42)[0] == ctx
     prompt = one_shot_prompt("The dog", ctx, answers)
     assert ctx in prompt and "mat, mat, dogs" in prompt
     with pytest.raises(InputError, match="training split is empty"):
-        sft.one_shot_example([], seed=1)
+        one_shot_example([], seed=1)
 
 
 # ----------------------------------------------------------------------------- configs
 
 
 def test_lora_config_matches_appendix_b(tiny_chat_llama):
-    cfg = sft.lora_config(tiny_chat_llama)
+    cfg = lora_config(tiny_chat_llama)
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout) == (8, 16, 0.05)
-    assert set(cfg.target_modules) == set(sft.LORA_TARGET_MODULES)
+    assert set(cfg.target_modules) == set(LORA_TARGET_MODULES)
     assert cfg.task_type == "CAUSAL_LM"
 
 
@@ -102,17 +115,17 @@ def test_lora_config_rejects_model_without_targets():
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
     with pytest.raises(InputError, match="target_modules"):
-        sft.lora_config(gpt2)
+        lora_config(gpt2)
 
 
 def test_qlora_config_is_nf4_double_quant_bf16():
-    q = sft.qlora_quantization_config()
+    q = qlora_quantization_config()
     assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
     assert q.bnb_4bit_compute_dtype == torch.bfloat16
 
 
 def test_qlora_available_reports_reason():
-    ok, reason = sft.qlora_available()
+    ok, reason = qlora_available()
     try:
         import bitsandbytes  # noqa: F401
     except Exception:
@@ -124,13 +137,13 @@ def test_qlora_available_reports_reason():
 def test_sft_config_cpu_defaults(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CPU defaults")
-    cfg = sft.sft_config(str(tmp_path))
+    cfg = sft_config(str(tmp_path))
     assert cfg.bf16 is False and cfg.use_cpu
     assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 32
     assert (cfg.learning_rate, cfg.num_train_epochs, cfg.seed) == (1e-4, 4, 42)
     assert cfg.completion_only_loss
     with pytest.raises(InputError, match="multiple"):
-        sft.sft_config(str(tmp_path), total_batch_size=32, per_device_batch_size=5)
+        sft_config(str(tmp_path), total_batch_size=32, per_device_batch_size=5)
 
 
 # ----------------------------------------------------------------------------- loss mask
@@ -138,14 +151,14 @@ def test_sft_config_cpu_defaults(tmp_path):
 
 def test_loss_mask_covers_completion_only(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     tok = tiny_chat_tokenizer
-    ds = sft.build_sft_dataset(RECORDS)
-    trainer = sft.make_sft_trainer(tiny_chat_llama, tok, ds, args=_sft_args(tmp_path),
-                                   peft_config=sft.lora_config(tiny_chat_llama))
+    ds = build_sft_dataset(RECORDS)
+    trainer = make_sft_trainer(tiny_chat_llama, tok, ds, args=_sft_args(tmp_path),
+                                   peft_config=lora_config(tiny_chat_llama))
     prepared = trainer.train_dataset
     assert len(prepared) == len(ds)
     for i, row in enumerate(prepared):
         word = ds[i]["completion"][0]["content"]
-        prompt_ids, completion_ids = sft.chat_token_ids(tok, instruction_prompt(RECORDS[0 if i < 6 else 1]["context"]), word)
+        prompt_ids, completion_ids = chat_token_ids(tok, instruction_prompt(RECORDS[0 if i < 6 else 1]["context"]), word)
         ids, labels = row["input_ids"], row["labels"]
         assert ids == prompt_ids + completion_ids  # same tokens as the var path
         n = len(prompt_ids)
@@ -161,7 +174,7 @@ def test_loss_mask_covers_completion_only(tmp_path, tiny_chat_llama, tiny_chat_t
 
 def test_make_sft_trainer_needs_model_object(tiny_chat_tokenizer):
     with pytest.raises(InputError, match="loaded model"):
-        sft.make_sft_trainer("smollm2-gguf", tiny_chat_tokenizer, sft.build_sft_dataset(RECORDS))
+        make_sft_trainer("smollm2-gguf", tiny_chat_tokenizer, build_sft_dataset(RECORDS))
 
 
 # ----------------------------------------------------------------------------- training + adapter
@@ -172,8 +185,8 @@ def _completion_nll(model, tok, records):
     total, n = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for r in sft.sft_rows(records):
-            p, c = sft.chat_token_ids(tok, r["prompt"][0]["content"], r["completion"][0]["content"])
+        for r in sft_rows(records):
+            p, c = chat_token_ids(tok, r["prompt"][0]["content"], r["completion"][0]["content"])
             ids = torch.tensor([p + c])
             logp = model(input_ids=ids).logits.log_softmax(-1)[0, len(p) - 1 : -1]
             total -= logp.gather(-1, torch.tensor(c)[:, None]).sum().item()
@@ -190,11 +203,11 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
     base_dir = tmp_path / "base"
     tiny_chat_llama.save_pretrained(base_dir)  # AutoPeft reloads the base from this "Hub id"
     before = _completion_nll(tiny_chat_llama, tok, RECORDS)
-    cfg = sft.InstructConfig(
+    cfg = InstructConfig(
         output_dir=str(tmp_path / "adapter"), recipe="sft", qlora=False, learning_rate=5e-2, batch_size=9,
         per_device_batch_size=9, max_steps=8, logging_steps=1, base_model_id=str(base_dir), data="unit-test",
     )
-    trainer = sft.train_instruct(tiny_chat_llama, tok, RECORDS, None, cfg)
+    trainer = train_instruct(tiny_chat_llama, tok, RECORDS, None, cfg)
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 8
     model = trainer.model.eval()
@@ -210,7 +223,7 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
     assert "More Information Needed" not in card and run["train_rows"] == 9
     assert (out / "adapter_model.safetensors").exists()
 
-    ids = torch.tensor([sum(sft.chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
+    ids = torch.tensor([sum(chat_token_ids(tok, instruction_prompt("The cat"), "sat"), [])])
     with torch.no_grad():
         ref = model(input_ids=ids).logits
         fresh = make_tiny_llama(tok)  # same seed = same base weights
@@ -222,9 +235,9 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
 
 def test_instruct_config_rejects_bad_values(tiny_chat_llama, tiny_chat_tokenizer):
     with pytest.raises(InputError, match="--recipe"):
-        sft.train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, sft.InstructConfig(recipe="dpo"))
+        train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, InstructConfig(recipe="dpo"))
     with pytest.raises(InputError, match="--label_mode"):
-        sft.InstructConfig(label_mode="some").check()
+        InstructConfig(label_mode="some").check()
 
 
 # ----------------------------------------------------------------------------- var path
@@ -232,12 +245,12 @@ def test_instruct_config_rejects_bad_values(tiny_chat_llama, tiny_chat_tokenizer
 
 def test_var_units_hold_trl_tokens(tiny_chat_tokenizer):
     tok = tiny_chat_tokenizer
-    units = sft.var_units(RECORDS, tok)
+    units = var_units(RECORDS, tok)
     assert [u["id"] for u in units] == ["t-01-002", "t-01-003"]
     assert units[0]["counts"] == [3, 2, 1]
     for u, rec in zip(units, RECORDS):
         for w_ids, ans in zip(u["word_ids"], rec["answers"]):
-            p, c = sft.chat_token_ids(tok, instruction_prompt(rec["context"]), ans["word"])
+            p, c = chat_token_ids(tok, instruction_prompt(rec["context"]), ans["word"])
             assert u["context_ids"] == p and w_ids == c
 
 
@@ -247,20 +260,20 @@ def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, t
     tok = tiny_chat_tokenizer
     model = tiny_chat_llama
     # SFT: all augmented rows in one batch -> TRL's token-mean loss
-    ds = sft.build_sft_dataset(RECORDS)
-    trainer = sft.make_sft_trainer(model, tok, ds, args=_sft_args(tmp_path, total_batch_size=9, per_device_batch_size=9))
+    ds = build_sft_dataset(RECORDS)
+    trainer = make_sft_trainer(model, tok, ds, args=_sft_args(tmp_path, total_batch_size=9, per_device_batch_size=9))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
     with torch.no_grad():
         sft_loss = trainer.compute_loss(model, batch)
-    units = sft.var_units(RECORDS, tok)
+    units = var_units(RECORDS, tok)
     collated = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
     with torch.no_grad():
-        var_loss, rows = sft.var_sft_loss(model, collated, strategy=strategy)
+        var_loss, rows = var_sft_loss(model, collated, strategy=strategy)
     assert rows == 9
     torch.testing.assert_close(var_loss, sft_loss, rtol=1e-5, atol=1e-5)
     # per-row normalisation: mean over rows of each row's summed completion NLL
     with torch.no_grad():
-        var_rows, _ = sft.var_sft_loss(model, collated, normalize="rows", strategy=strategy)
+        var_rows, _ = var_sft_loss(model, collated, normalize="rows", strategy=strategy)
     n_tokens = sum(n * len(w) for u in units for n, w in zip(u["counts"], u["word_ids"]))
     torch.testing.assert_close(var_rows, sft_loss * n_tokens / 9, rtol=1e-5, atol=1e-5)
 
@@ -270,9 +283,9 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     tok = tiny_chat_tokenizer
     before = _completion_nll(tiny_chat_llama, tok, RECORDS)
     # 9 rows per step over contexts of 6 and 3 answers (mean 4.5): two whole contexts per step
-    cfg = sft.InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, learning_rate=5e-2,
+    cfg = InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, learning_rate=5e-2,
                              batch_size=9, max_steps=8, logging_steps=1)
-    trainer = sft.train_instruct(tiny_chat_llama, tok, RECORDS, RECORDS, cfg)
+    trainer = train_instruct(tiny_chat_llama, tok, RECORDS, RECORDS, cfg)
     assert trainer.args.per_device_train_batch_size == 2 and trainer.args.gradient_accumulation_steps == 1
     assert sum("loss" in h for h in trainer.state.log_history) == 8
     assert any("eval_loss" in h for h in trainer.state.log_history)
@@ -287,26 +300,26 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
 def test_var_micro_batch_splits_the_contexts_of_a_step(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     """9 rows per step = 2 contexts of this data; micro-batches of 3 rows: 1 context each, 2 accumulation steps
     (never more rows per step than asked by accumulating whole-context micro-batches)."""
-    cfg = sft.InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, batch_size=9,
+    cfg = InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, batch_size=9,
                              per_device_batch_size=3, max_steps=1, logging_steps=1)
-    trainer = sft.train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
+    trainer = train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
     assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (1, 2)
 
 
 def test_batch_unit_is_rows_in_both_recipes():
-    assert sft.batch_rows("sft", None, None, cuda=True) == (32, 8)
-    assert sft.batch_rows("var", None, None, cuda=True) == (32, 32)
-    assert sft.batch_rows("var", 64, 16) == (64, 16)
+    assert batch_rows("sft", None, None, cuda=True) == (32, 8)
+    assert batch_rows("var", None, None, cuda=True) == (32, 32)
+    assert batch_rows("var", 64, 16) == (64, 16)
     with pytest.raises(InputError, match="--batch_size 32 must be a multiple of --per_device_batch_size 5"):
-        sft.batch_rows("var", 32, 5)
+        batch_rows("var", 32, 5)
     # Provo-like contexts of ~40 answers: the paper's 32 rows are one whole context; one answer each: 32 contexts
-    assert sft.contexts_per_batch(32, [38, 41, 40]) == 1
-    assert sft.contexts_per_batch(32, [1] * 50) == 32
-    assert sft.contexts_per_batch(256, [40] * 10) == 6
+    assert contexts_per_batch(32, [38, 41, 40]) == 1
+    assert contexts_per_batch(32, [1] * 50) == 32
+    assert contexts_per_batch(256, [40] * 10) == 6
     with pytest.raises(InputError, match="no contexts"):
-        sft.contexts_per_batch(32, [])
+        contexts_per_batch(32, [])
     with pytest.raises(InputError, match="--group_by_passage: only for --recipe var"):
-        sft.InstructConfig(recipe="sft", group_by_passage=True).check()
+        InstructConfig(recipe="sft", group_by_passage=True).check()
 
 
 def test_var_group_by_passage_batches_one_passage_at_a_time(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
@@ -314,13 +327,13 @@ def test_var_group_by_passage_batches_one_passage_at_a_time(tmp_path, tiny_chat_
 
     recs = [dict(RECORDS[i % 2], id=f"p{p}-{i}", passage_id=p, context=f"{RECORDS[i % 2]['context']} {p} {i}")
             for p in (1, 2, 3) for i in range(4)]
-    units = sft.var_units(recs, tiny_chat_tokenizer)
+    units = var_units(recs, tiny_chat_tokenizer)
     assert [u["passage_id"] for u in units] == [p for p in (1, 2, 3) for _ in range(4)]
     args = TrainingArguments(str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none",
                              per_device_train_batch_size=4, seed=5)
     orders = []
     for epoch in (0, 1):
-        trainer = sft.VarSFTTrainer(model=tiny_chat_llama, args=args, train_dataset=sft.build_var_dataset(recs, tiny_chat_tokenizer),
+        trainer = VarSFTTrainer(model=tiny_chat_llama, args=args, train_dataset=build_var_dataset(recs, tiny_chat_tokenizer),
                                     group_by_passage=True)
         sampler = trainer._get_train_sampler()
         sampler.set_epoch(epoch)
@@ -338,7 +351,7 @@ def test_passage_trie_shares_the_prompt_across_contexts(tiny_chat_tokenizer):
 
     recs = [dict(RECORDS[1], id=f"c{i}", context=" ".join("The cat sat on the mat and".split()[: 2 + i]))
             for i in range(5)]
-    units = sft.var_units(recs, tiny_chat_tokenizer)
+    units = var_units(recs, tiny_chat_tokenizer)
     ctx, words = [u["context_ids"] for u in units], [u["word_ids"] for u in units]
     merged = len(_build_forest(ctx, words, False, True)[0])
     separate = len(_build_forest(ctx, words, False, False)[0])
@@ -357,18 +370,18 @@ def test_gguf_model_can_be_trained_with_lora(tmp_path):
     except InputError:
         pytest.skip("offline SmolLM2 GGUF not installed")
     model, tok = load_model_and_tokenizer("smollm2-gguf")
-    assert sft.unmark_gguf_quantization(model) and not sft.unmark_gguf_quantization(model)
-    units = sft.var_units(RECORDS[1:], tok)
+    assert unmark_gguf_quantization(model) and not unmark_gguf_quantization(model)
+    units = var_units(RECORDS[1:], tok)
     assert tok.decode(units[0]["word_ids"][0]) == "mat<|im_end|>\n"
     from peft import get_peft_model
 
     args = TrainingArguments(str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none")
-    sft.VarSFTTrainer(model=get_peft_model(model, sft.lora_config(model)), args=args,
-                      train_dataset=sft.build_var_dataset(RECORDS[1:], tok))  # Trainer accepts it
+    VarSFTTrainer(model=get_peft_model(model, lora_config(model)), args=args,
+                      train_dataset=build_var_dataset(RECORDS[1:], tok))  # Trainer accepts it
 
 
 def test_corpus_and_majority_targets_are_normalised_like_the_answers():
     rec = {"id": "r", "context": "I bought an", "corpus_word": "Apple.", "majority": "apple",
            "answers": [{"word": "apple", "count": 3}, {"word": "orange", "count": 1}], "num_answers": 4}
-    assert sft.label_counts(rec, "corpus") == [("apple", 1)]
-    assert sft.label_counts(rec, "majority") == [("apple", 1)]
+    assert label_counts(rec, "corpus") == [("apple", 1)]
+    assert label_counts(rec, "majority") == [("apple", 1)]

@@ -10,7 +10,7 @@ import torch
 
 from varylm_hf.errors import InputError
 from varylm_hf.scoring import score_words, word_loss
-from varylm_hf.trainer import (
+from varylm_hf.training.var import (
     NonFiniteLossError,
     PassageGroupedSampler,
     VarTrainer,

@@ -15,12 +15,14 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "VarTrainer": "trainer", "VarTrainingArguments": "trainer", "train_var": "trainer", "VarCollator": "collator",
+    "VarTrainer": "training.var", "VarTrainingArguments": "training.var", "train_var": "training.var",
+    "VarCollator": "training.collator",
     "ExactTVDCallback": "callbacks", "score_words": "scoring", "word_logprobs": "scoring",
     "word_end_masks": "scoring", "WordScorer": "scoring", "evaluate_model": "evaluation", "exact_word_probs": "evaluation",
     "sample_next_words": "sampling", "load_model_and_tokenizer": "modeling", "load_provo": "data",
     "load_cloze_file": "data", "load_cloze": "data", "split_records": "data", "WordRule": "data.words", "DEFAULT_WORD_RULE": "data.words",
-    "first_token_id": "conditioning", "train_instruct": "sft", "InstructConfig": "sft",
+    "first_token_id": "conditioning", "train_instruct": "training.instruct",
+    "InstructConfig": "training.instruct",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -36,6 +36,7 @@ __all__ = [
     "load_tokenizer",
     "load_model_and_tokenizer",
     "resolve_device",
+    "unmark_gguf_quantization",
 ]
 
 #: Name accepted everywhere a model is expected, meaning the offline SmolLM2 GGUF file.
@@ -364,3 +365,22 @@ def load_model_and_tokenizer(
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer
+
+
+def unmark_gguf_quantization(model) -> bool:
+    """Let Trainer train a model loaded from a GGUF file; returns whether anything changed.
+
+    transformers dequantises GGUF weights to ordinary float tensors but keeps a GGUF
+    "quantizer" on the model, and ``Trainer`` then refuses to train it ("quantization method do
+    not support training"). The weights are plain tensors, so the marker is dropped.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quantizer = getattr(base, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is None or str(getattr(method, "value", method)).lower() != "gguf":
+        return False
+    base.hf_quantizer = None
+    base.is_quantized = False
+    if hasattr(base.config, "quantization_config"):
+        del base.config.quantization_config
+    return True

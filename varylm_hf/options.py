@@ -1,7 +1,7 @@
 """The option sets of varylm-hf, each declared once: ``name -> one-line description`` (pure Python, no torch).
 
 CLI choices, help texts, validation messages and model-card texts derive from these dicts; the modules that
-implement them (:mod:`varylm_hf.scoring`, :mod:`varylm_hf.sampling`, :mod:`varylm_hf.sft`) re-export them. The
+implement them (:mod:`varylm_hf.scoring`, :mod:`varylm_hf.sampling`, :mod:`varylm_hf.training.instruct`) import them. The
 label views, the sampling backends and the sampled metrics have their own registries next to their functions
 (:data:`varylm_hf.data.labels.LABEL_MODES`, :data:`varylm_hf.sampling.SAMPLERS`,
 :data:`varylm_hf.metrics.SAMPLED_METRICS`).
@@ -44,7 +44,7 @@ PROMPT_STYLES: dict[str, str] = {
     "instruction": "the paper's instruction prompt (Appendix A) in the chat template",
     "one_shot": "the paper's 1-shot prompt with a training example, in the chat template",
 }
-#: The instruction-tuned recipes (:mod:`varylm_hf.sft`).
+#: The instruction-tuned recipes (:mod:`varylm_hf.training.instruct`).
 RECIPES: dict[str, str] = {
     "sft": "TRL SFTTrainer on the augmented rows",
     "var": "the same objective with one row per context (each answer a branch of the chat prompt, weighted by "

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .metrics import mean_sd
-from .sft import DEFAULT_BATCH_ROWS
+from .training.rows import DEFAULT_BATCH_ROWS
 
 __all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells", "run_grid", "write_reports",
            "write_figures", "load_results"]
@@ -43,7 +43,7 @@ __all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells",
 CONDITIONS = ("base", "one_shot", "ft_corpus", "ft_majority", "ft_all", "oracle")
 EVAL_MODES = ("both", "exact", "sampled")
 #: Default batch of the pretrained style, in contexts per step (VarTrainer); the instruct style's default is
-#: :data:`varylm_hf.sft.DEFAULT_BATCH_ROWS` augmented rows, the unit of both instruct recipes.
+#: :data:`varylm_hf.training.rows.DEFAULT_BATCH_ROWS` augmented rows, the unit of both instruct recipes.
 PRETRAINED_BATCH_CONTEXTS = 16
 LABEL_MODE = {"ft_corpus": "corpus", "ft_majority": "majority", "ft_all": "all"}
 DISPLAY = {
@@ -74,7 +74,7 @@ class ReproduceConfig:
         curve; ``{"*": epoch}`` for every condition; empty: train all epochs),
         learning_rate, batch_size (``None``: 16 contexts per step for the pretrained style, whose word-level
         loss batches contexts; 32 augmented rows for the instruct style, the unit of both instruct recipes,
-        :data:`varylm_hf.sft.BATCH_UNIT`), limit_train (contexts; ``None``: all),
+        :data:`varylm_hf.training.rows.BATCH_UNIT`), limit_train (contexts; ``None``: all),
         word_prob_definition, scoring_strategy, group_by_passage (``False``, the default: contexts
         shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
         and contexts within them shuffled per epoch -- the speed option of the ``passage`` strategy),
@@ -411,7 +411,7 @@ class ModelRunner:
 
     Each cell gets a fresh copy of the base model (``copy.deepcopy`` of the one loaded first;
     4-bit models are reloaded instead). Pretrained style trains with :class:`VarTrainer`
-    (word-level loss, plain contexts); instruct style with :func:`varylm_hf.sft.train_instruct`
+    (word-level loss, plain contexts); instruct style with :func:`varylm_hf.training.instruct.train_instruct`
     (LoRA; ``config.recipe`` ``"var"`` or ``"sft"``) and evaluates through the chat template.
     """
 
@@ -444,7 +444,7 @@ class ModelRunner:
 
         cfg = self.config
         if cfg.style == "pretrained":
-            from .trainer import VarTrainingArguments, train_var
+            from .training.var import VarTrainingArguments, train_var
 
             args = VarTrainingArguments(
                 output_dir=str(cell_dir / "checkpoints"),
@@ -470,7 +470,7 @@ class ModelRunner:
             trainer = train_var(model, tokenizer, self.train, None, args, callbacks=callbacks or None)
             model = trainer.model
         else:
-            from .sft import InstructConfig, train_instruct
+            from .training.instruct import InstructConfig, train_instruct
 
             if cell.label_mode == "sample_k":
                 raise InputError("the label-count ablation (ft_k<k>) is for --style pretrained")

@@ -180,7 +180,7 @@ def cmd_run(args) -> int:
         raise InputError(f"--subset {args.subset}: no contexts in this split")
     one_shot = None
     if args.prompt == "one_shot":
-        from ..sft import one_shot_example
+        from ..prompts import one_shot_example
 
         one_shot = one_shot_example(splits["train"], seed=args.one_shot_seed)
     # everything about the inputs is checked before the (slow) model load

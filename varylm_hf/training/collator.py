@@ -1,4 +1,4 @@
-"""Turn cloze records into word-scoring batches for :class:`varylm_hf.trainer.VarTrainer`.
+"""Turn cloze records into word-scoring batches for :class:`varylm_hf.training.var.VarTrainer`.
 
 A record is one context with its human answers (see ``varylm_hf.data``). The collator picks
 the target distribution p(w|c) of the record under a label view (``corpus``, ``majority``,
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from .data import LABEL_MODES, label_distribution
-from .errors import InputError
-from .scoring import encode_batch
+from ..data import LABEL_MODES, label_distribution
+from ..errors import InputError
+from ..scoring import encode_batch
 
 __all__ = ["VarCollator"]
 

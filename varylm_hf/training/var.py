@@ -24,16 +24,16 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
-from .cards import RUN_CONFIG_FILE, RunFile, render_var_card
+from ..cards import RUN_CONFIG_FILE, RunFile, render_var_card
+from ..conditioning import first_token_text
+from ..data import LABEL_MODES
+from ..data.words import describe_word_rule
+from ..errors import InputError, VarylmError
+from ..modeling import unmark_gguf_quantization
+from ..options import WORD_DEFINITIONS, choices_help
+from ..scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
+from ..secrets import detach_hub_token
 from .collator import VarCollator
-from .conditioning import first_token_text
-from .data import LABEL_MODES
-from .data.words import describe_word_rule
-from .errors import InputError, VarylmError
-from .options import WORD_DEFINITIONS, choices_help
-from .scoring import DEFINITIONS, STRATEGIES, _model_max_positions, score_token_ids, word_end_masks, word_loss
-from .secrets import detach_hub_token
-from .sft import unmark_gguf_quantization
 
 __all__ = [
     "VarTrainingArguments",
@@ -168,7 +168,7 @@ class VarTrainer(Trainer):
         train_dataset / eval_dataset: lists of cloze records or ``datasets.Dataset`` with the record
             columns (``id``, ``passage_id``, ``context``, ``corpus_word``, ``answers``, ``majority``).
         processing_class: the tokenizer (required).
-        data_collator: default :class:`~varylm_hf.collator.VarCollator` built from ``args``.
+        data_collator: default :class:`~varylm_hf.training.collator.VarCollator` built from ``args``.
         Other keyword arguments go to :class:`transformers.Trainer`.
     """
 

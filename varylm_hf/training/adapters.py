@@ -1,0 +1,218 @@
+"""LoRA and QLoRA adapters of the instruction-tuned recipe (paper Appendix B), and bitsandbytes workarounds.
+
+LoRA: r=8, alpha=16, dropout 0.05 on the seven attention and MLP projections (:func:`lora_config`). QLoRA:
+4-bit nf4 weights with double quantisation (:func:`qlora_quantization_config`, :func:`load_qlora_model`),
+bfloat16 compute on CUDA and float32 on CPU. bitsandbytes is an optional extra (``.[qlora]``):
+:func:`qlora_available` says whether it works here. Two workarounds keep CPU training right: no AVX512-BF16
+weight repacking (:func:`apply_cpu_4bit_workaround`) and LoRA weights kept in the 4-bit compute dtype
+(:func:`cast_trainable_to_compute_dtype`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ..errors import InputError
+from ..modeling import unmark_gguf_quantization
+
+__all__ = [
+    "LORA_TARGET_MODULES",
+    "lora_config",
+    "QLORA_COMPUTE_DTYPES",
+    "qlora_compute_dtype",
+    "qlora_quantization_config",
+    "qlora_available",
+    "apply_cpu_4bit_workaround",
+    "compute_dtype_4bit",
+    "cast_trainable_to_compute_dtype",
+    "load_qlora_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Appendix B: LoRA on all attention and MLP projections.
+LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lora_config(
+    model=None,
+    *,
+    r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    target_modules: Sequence[str] = LORA_TARGET_MODULES,
+):
+    """The paper's LoRA configuration (Appendix B) as a :class:`peft.LoraConfig`.
+
+    Given ``model``, keeps only the target modules the model has (GPT-2 has none of the seven:
+    an :class:`InputError` then names what to pass instead).
+    """
+    from peft import LoraConfig
+
+    targets = list(target_modules)
+    if model is not None:
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        present = [t for t in targets if t in names]
+        if not present:
+            raise InputError(
+                f"`target_modules`: the model has none of {', '.join(targets)}; pass the names of its linear layers"
+            )
+        targets = present
+    return LoraConfig(
+        r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
+    )
+
+
+#: Names accepted for the compute dtype of 4-bit layers (``"auto"``: :func:`qlora_compute_dtype`).
+QLORA_COMPUTE_DTYPES = ("auto", "bfloat16", "float32", "float16")
+
+
+def qlora_compute_dtype(device: str | None = None):
+    """The compute dtype :func:`qlora_quantization_config` picks for ``compute_dtype="auto"``.
+
+    bfloat16 on CUDA (the paper's setting); float32 on CPU, where bitsandbytes dequantises
+    the 4-bit weights for every matmul anyway: float32 runs about twice as fast as bfloat16 on a
+    CPU without AVX512-BF16 and gives gradients identical to those of the dequantised
+    float32 model (docs/qlora.md). ``device`` defaults to CUDA when available.
+    """
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def qlora_quantization_config(compute_dtype="bfloat16"):
+    """The paper's 4-bit quantisation (Appendix B) as a :class:`transformers.BitsAndBytesConfig`.
+
+    nf4 (set explicitly: the default is fp4), double quantisation, and ``compute_dtype``:
+    bfloat16 by default (the paper); ``"auto"`` picks bfloat16 on CUDA and float32 on CPU
+    (:func:`qlora_compute_dtype`); a ``torch.dtype`` or one of :data:`QLORA_COMPUTE_DTYPES`.
+    """
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if isinstance(compute_dtype, str):
+        if compute_dtype not in QLORA_COMPUTE_DTYPES:
+            raise InputError(f"`compute_dtype`={compute_dtype!r}: expected one of {', '.join(QLORA_COMPUTE_DTYPES)}")
+        compute_dtype = qlora_compute_dtype() if compute_dtype == "auto" else getattr(torch, compute_dtype)
+    if compute_dtype not in (torch.bfloat16, torch.float32, torch.float16):
+        raise InputError(f"`compute_dtype`={compute_dtype}: expected bfloat16, float32 or float16")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def qlora_available() -> tuple[bool, str]:
+    """Whether QLoRA can run here: ``(ok, reason)``. bitsandbytes is an optional extra (``.[qlora]``)."""
+    try:
+        import bitsandbytes
+    except Exception as err:  # ImportError, or a broken native library
+        return False, f"bitsandbytes is not usable ({type(err).__name__}); install varylm-hf[qlora]"
+    return True, f"bitsandbytes {bitsandbytes.__version__}"
+
+
+def apply_cpu_4bit_workaround(model) -> int:
+    """Turn off bitsandbytes' AVX512-BF16 weight repacking on every 4-bit layer; returns how many.
+
+    On CPUs with AVX512-BF16, bitsandbytes repacks a layer's 4-bit weights for a fast inference
+    kernel the first time it runs in eval mode without gradients; the kernel has no backward,
+    so LoRA gradients computed afterwards are silently wrong (DESIGN.md §3). This sets
+    ``support_avx512bf16_for_cpu = False`` on every ``bnb.nn.Linear4bit`` and converts weights
+    that were already repacked back to the training layout (their double-quantised scales are
+    re-quantised on the way, a change of ~1e-3 in the outputs). Harmless on other CPUs and CUDA.
+    Call it right after loading: :func:`load_qlora_model` and :func:`train_instruct` do.
+    """
+    try:
+        import bitsandbytes as bnb
+    except Exception:
+        return 0
+    n = restored = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            state = getattr(module.weight, "quant_state", None)
+            if state is not None and getattr(state, "packing_format_for_cpu", False):
+                from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+                module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                    module.weight.data, state
+                )
+                restored += 1
+            n += 1
+    if restored:
+        logger.warning("%d 4-bit layers had been repacked for CPU inference by an earlier eval forward; "
+                       "restored the training layout", restored)
+    return n
+
+
+def compute_dtype_4bit(model):
+    """The compute dtype of a model's 4-bit layers (``None`` if it has none)."""
+    try:
+        import bitsandbytes as bnb
+    except Exception:
+        return None
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            return module.compute_dtype
+    return None
+
+
+def cast_trainable_to_compute_dtype(model) -> int:
+    """Store a 4-bit model's trainable (LoRA) weights in its 4-bit compute dtype; returns how many tensors.
+
+    TRL's SFTTrainer casts LoRA weights of quantised models to bfloat16 (the QLoRA paper's
+    choice, right with bfloat16 compute on CUDA). With float32 compute on CPU that would round
+    every optimizer update to bfloat16, so the adapter is kept in float32 there. Call it before
+    the optimizer is created (before ``trainer.train()``).
+    """
+    dtype = compute_dtype_4bit(model)
+    if dtype is None:
+        return 0
+    n = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype and param.is_floating_point():
+            param.data = param.data.to(dtype)
+            n += 1
+    return n
+
+
+def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revision: str | None = None,
+                     compute_dtype="auto"):
+    """Load a causal LM with 4-bit nf4 weights for QLoRA: ``(model, tokenizer)``, model in eval mode.
+
+    ``name_or_path`` is anything :func:`varylm_hf.modeling.load_model_and_tokenizer` takes. A GGUF
+    file cannot be quantised by transformers directly: it is dequantised, written to a
+    temporary safetensors folder and reloaded in 4-bit. ``compute_dtype`` as in
+    :func:`qlora_quantization_config` (default: bfloat16 on CUDA, float32 on CPU). The CPU
+    workaround (:func:`apply_cpu_4bit_workaround`) is applied. Raises :class:`InputError` when
+    bitsandbytes is not usable (check :func:`qlora_available` first to fall back to LoRA).
+    """
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    from ..modeling import load_model_and_tokenizer, resolve_model_source
+
+    ok, reason = qlora_available()
+    if not ok:
+        raise InputError(f"QLoRA: {reason}")
+    quant = qlora_quantization_config(compute_dtype)
+    _, gguf = resolve_model_source(name_or_path, gguf_file)
+    if gguf is None:
+        model, tokenizer = load_model_and_tokenizer(name_or_path, revision=revision, quantization_config=quant)
+    else:
+        full, tokenizer = load_model_and_tokenizer(name_or_path, gguf_file=gguf_file, revision=revision, device="cpu")
+        unmark_gguf_quantization(full)
+        with tempfile.TemporaryDirectory(prefix="varylm-qlora-") as tmp:
+            full.save_pretrained(tmp)
+            del full
+            model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=quant)
+        if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    apply_cpu_4bit_workaround(model)
+    return model.eval(), tokenizer
