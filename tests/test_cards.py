@@ -166,3 +166,58 @@ def test_adapter_run_cards(adapter_run):
     (line,) = _command_lines(local)
     args = _eval_args(line)
     assert (args.model, args.adapter) == ("me/tiny-chat", str(adapter_run))
+
+
+# ------------------------------------------------------------------------------------ templates and model-index
+def test_model_index_holds_sampled_exact_and_oracle_tvd():
+    from huggingface_hub import ModelCard
+
+    both = {"mean_tvd": 0.55, "oracle_tvd": 0.47, "mean_tvd_exact": 0.5, "split": "validation",
+            "sampled": {"tvd": {"mean": 0.55, "sd": 0.01}}, "exact": {"tvd": {"mean": 0.5}}}
+    card = ModelCard(cards.render_model_card("me/m", run=RUN, summary=both))
+    got = [(r.metric_name, r.metric_value, r.dataset_type, r.dataset_split) for r in card.data.eval_results]
+    assert got == [("mean TVD (lower is better)", 0.55, "me/provo_cloze", "validation"),
+                   ("exact TVD (word probabilities)", 0.5, "me/provo_cloze", "validation"),
+                   ("oracle TVD (human split-half)", 0.47, "me/provo_cloze", "validation")]
+    assert "| validation | 0.5500 ± 0.0100 (SD over seeds) | 0.4700 | not recorded | `sampled` |" in card.text
+    assert "* mean_tvd_exact: 0.5000" in card.text
+    exact_only = {"mean_tvd": 0.5, "oracle_tvd": 0.47, "mean_tvd_exact": 0.5, "exact": {"tvd": {"mean": 0.5}}}
+    card = ModelCard(cards.render_model_card("me/m", run=RUN, summary=exact_only))
+    assert [r.metric_name for r in card.data.eval_results] == ["mean TVD (lower is better)",
+                                                               "oracle TVD (human split-half)"]
+    assert "| test | 0.5000 | 0.4700 | not recorded | `exact` |" in card.text
+
+
+def test_local_cards_have_a_model_card_header(tmp_path):
+    """The README.md beside a checkpoint or an adapter: YAML that ModelCard reads (base_model, datasets, tags)."""
+    from huggingface_hub import ModelCard
+
+    run = RunFile.from_dict({**RUN, "label_mode": "majority", "varylm": {"bos": "auto", "learning_rate": 0.01}})
+    card = ModelCard(cards.render_var_card(run, tmp_path / "tiny-var"))
+    assert (card.data.base_model, card.data.library_name, card.data.datasets) == ("me/base", "transformers",
+                                                                                  ["me/provo_cloze"])
+    assert "next-word-prediction" in card.data.tags and card.text.startswith("\n# tiny-var\n")
+    assert "| learning_rate | 0.01 |" in card.text and "| eval_loss | 4.5000 |" in card.text
+    peft_card = "---\nbase_model: /local/base\nlibrary_name: peft\ntags:\n- base_model:adapter:/local/base\n---\n# x\n"
+    card = ModelCard(cards.render_adapter_card(peft_card, run, tmp_path / "tiny-lora", versions={"PEFT": "9.9"}))
+    assert (card.data.base_model, card.data.library_name) == ("me/base", "peft")
+    assert "base_model:adapter:/local/base" not in card.data.tags and "base_model:adapter:me/base" in card.data.tags
+    assert card.text.startswith("\n# varylm-hf adapter: var recipe, majority answers\n")
+    assert card.text.endswith("## Framework versions\n\n- PEFT 9.9\n")
+
+
+def test_every_card_template_is_package_data():
+    """Each card's template ships with the package: a setup.cfg package_data glob matches it, and none is idle."""
+    import configparser
+    import fnmatch
+    from importlib import resources
+    from pathlib import Path
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    globs = [glob.strip() for glob in setup["options.package_data"]["varylm_hf"].split(",")]
+    package = Path(cards.__file__).parent
+    assert [glob for glob in globs if not list(package.glob(glob))] == []  # no glob that matches nothing
+    for name in cards.TEMPLATES.values():
+        assert (resources.files("varylm_hf") / "templates" / name).is_file(), name
+        assert any(fnmatch.fnmatch(f"templates/{name}", glob) for glob in globs), name

@@ -94,3 +94,24 @@ def test_the_local_fallback_is_a_path_evaluate_loads(app):
     evaluate = pytest.importorskip("evaluate")
     tvd = evaluate.load(app.module_path({}))
     assert tvd.compute(predictions=[["a"]], references=[["a", "b"]])["tvd"] == 0.5
+
+
+# ------------------------------------------------------------------------- the push functions
+def test_push_pairs_share_one_signature_and_keep_their_names():
+    """push_model/push_adapter and push_dataset/push_metric are each made by one function (varylm_hf.hub)."""
+    import inspect
+
+    from varylm_hf import hub
+
+    common = ["folder", "repo_id", "private", "commit_message", "endpoint", "token", "allow_pickle",
+              "include_checkpoints"]
+    card = ["base_model", "run_config", "eval_summary", "card"]
+    for func, names in ((hub.push_model, card), (hub.push_adapter, card), (hub.push_dataset, []),
+                        (hub.push_metric, [])):
+        assert func.__name__ == func.__qualname__ and hub.__dict__[func.__name__] is func
+        assert sorted(inspect.signature(func).parameters) == sorted(common + names), func.__name__
+        assert func.__doc__.startswith("Push ")
+    assert hub.push_model.__code__ is hub.push_adapter.__code__
+    assert hub.push_dataset.__code__ is hub.push_metric.__code__
+    with pytest.raises(TypeError, match="base_model"):
+        hub.push_dataset("x", "me/x", base_model="me/b")  # the dataset's signature has no card options
