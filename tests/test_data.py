@@ -439,3 +439,15 @@ def test_cli_help():
     for args in (["--help"], ["data", "--help"], ["data", "build", "--help"]):
         res = run_cli(*args, cwd=ROOT)
         assert res.returncode == 0 and "usage: varylm" in res.stdout
+
+
+def test_dataset_card_is_a_hub_dataset_card_with_its_configs():
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard((ROOT / "dataset_card.md").read_text(encoding="utf-8"))
+    data = card.data.to_dict()
+    assert data["license"] == "cc-by-4.0" and data["pretty_name"] == "Provo cloze norms"
+    files = {f["split"]: f["path"] for f in data["configs"][0]["data_files"]}
+    assert files == {s: f"data/{s}-*.parquet" for s in ("train", "validation", "test")}
+    assert sum(s["num_examples"] for s in data["dataset_info"]["splits"]) == 2686  # merged context dropped
+    assert "{{" not in card.text and "| train |" in card.text  # every template value filled

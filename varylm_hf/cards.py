@@ -1,4 +1,4 @@
-"""Every model card varylm-hf writes, each rendered from its template in ``varylm_hf/templates/``.
+"""Every card varylm-hf writes (models, adapters, datasets), each rendered from its template in ``varylm_hf/templates/``.
 
 The cards are filled from the run file (:class:`~varylm_hf.run_file.RunFile`, ``varylm_run.json``) and the
 evaluation summary (``eval_summary.json``), whose schemas are in :mod:`varylm_hf.run_file`; their names are
@@ -16,6 +16,8 @@ template                    renderer                       the card
                                                            full checkpoint
 ``adapter_run_card.md``     :func:`render_adapter_card`    the README.md ``save_adapter`` writes beside an
                                                            adapter (peft's YAML header amended)
+``dataset_card.md``         :func:`render_dataset_card`    the README.md of a dataset folder (``varylm data
+                                                           build``, ``varylm push`` of a dataset)
 ==========================  =============================  ==================================================
 
 The evaluation command line in every card is :func:`eval_command`, which ``varylm eval run`` parses.
@@ -61,11 +63,13 @@ __all__ = [
     "render_model_card",
     "render_folder_card",
     "render_var_card",
+    "render_dataset_card",
     "render_adapter_card",
 ]
 
 #: The card templates (package data, ``varylm_hf/templates/``): card -> file name.
-TEMPLATES = {"hub": "model_card.md", "var_run": "var_run_card.md", "adapter_run": "adapter_run_card.md"}
+TEMPLATES = {"hub": "model_card.md", "var_run": "var_run_card.md", "adapter_run": "adapter_run_card.md",
+             "dataset": "dataset_card.md"}
 #: Card text of the word-probability definitions: the one declaration in varylm_hf.options.
 _WORD_PROB = {name: WORD_DEFINITIONS[name] for name in TRAINING_DEFINITIONS}
 _RECIPES = {
@@ -137,6 +141,19 @@ def _render(card: str, card_data, **values) -> str:
     with resources.as_file(resources.files(__package__) / "templates" / TEMPLATES[card]) as path:
         return str(ModelCard.from_template(card_data, template_path=str(path), word_rule=describe_word_rule(),
                                            **values))
+
+
+def render_dataset_card(header: Mapping, **values) -> str:
+    """The dataset card: ``header`` (the YAML metadata: license, configs, dataset_info...) as a ``DatasetCardData``
+    and ``values`` (split table, normaliser settings, counts, source) filling ``templates/dataset_card.md``.
+
+    :func:`varylm_hf.data.hub_folder.render_card` computes both from the splits.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData  # light; imported when a card is rendered
+
+    with resources.as_file(resources.files(__package__) / "templates" / TEMPLATES["dataset"]) as path:
+        card = DatasetCard.from_template(DatasetCardData(**header), template_path=str(path), **values)
+    return str(card) if str(card).endswith("\n") else f"{card}\n"
 
 
 def eval_command(model: str, name: str, *, adapter: str | None = None, dataset: str | None = None) -> str:

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 from .._io import atomic_folder
 from ..errors import InputError
@@ -164,7 +161,7 @@ def _markdown_table(rows: list[dict]) -> str:
 
 
 def render_card(splits: dict[str, list[dict]], *, meta: dict | None = None, num_bytes: dict[str, int] | None = None) -> str:
-    """The dataset card (YAML header + body from ``card_template.md``) for these splits.
+    """The dataset card for these splits: its YAML header and the values of ``templates/dataset_card.md``.
 
     ``meta`` may carry ``normalizer`` (dict), ``stats`` (Counter of dropped items), ``source``
     (a sentence), ``pretty_name`` and ``license``. ``num_bytes`` (Arrow bytes per split) is
@@ -199,7 +196,6 @@ def render_card(splits: dict[str, list[dict]], *, meta: dict | None = None, num_
             ],
         },
     }
-    template = resources.files("varylm_hf.data").joinpath("card_template.md").read_text(encoding="utf-8")
     merged = stats.get("dropped_contexts", 0)
     values = {
         "split_table": _markdown_table(rows),
@@ -218,10 +214,9 @@ def render_card(splits: dict[str, list[dict]], *, meta: dict | None = None, num_
         "mean_answers": f"{total / n:.2f}" if n else "0",
         "mean_distinct": f"{sum(len(r['answers']) for r in all_recs) / n:.2f}" if n else "0",
     }
-    body = template
-    for key, value in values.items():
-        body = body.replace("{{" + key + "}}", value)
-    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+    from ..cards import render_dataset_card  # cards imports data: imported here to keep the graph acyclic
+
+    return render_dataset_card(header, **values)
 
 
 def build_dataset_folder(
