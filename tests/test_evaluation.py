@@ -88,6 +88,10 @@ def test_evaluate_model_writes_a_run(model, wordlevel_tokenizer, tmp_path):
     assert summary["sampled"]["tvd"]["mean"] == pytest.approx(statistics.fmean(per_seed))
     assert summary["sampled"]["tvd"]["sd"] == pytest.approx(statistics.stdev(per_seed))
     assert summary["mean_tvd"] == summary["sampled"]["tvd"]["mean"]
+    timing = summary["timing"]  # seconds and contexts per second of each pass, one key pair per pass
+    assert sorted(timing) == sorted(f"{p}_{u}" for p in ("exact", "sampled_seed_42", "sampled_seed_123")
+                                    for u in ("s", "contexts_per_s"))
+    assert timing["exact_contexts_per_s"] == pytest.approx(len(RECORDS) / timing["exact_s"])
     oracle = [statistics.fmean(M.oracle_tvd(r["answers"], s) for r in RECORDS) for s in (42, 123)]
     assert summary["oracle"]["per_seed"] == pytest.approx(oracle)
     for r in sampled:

@@ -306,7 +306,7 @@ def evaluate_model(
                                sampling=sampling, strategy=strategy, progress=progress and shard.is_main)
     rows, records = shard.gather(rows, everything, seeds), everything
     for key in [k for k in timing if k.endswith("_s")]:
-        timing[key.replace("_s", "_contexts_per_s")] = len(records) / max(timing[key], 1e-9)
+        timing[key[: -len("_s")] + "_contexts_per_s"] = len(records) / max(timing[key], 1e-9)
     if shard.world > 1:
         timing["processes"] = shard.world
     cfg = _run_config(tokenizer, mode=mode, num_samples=num_samples, sampling=sampling, strategy=strategy,
