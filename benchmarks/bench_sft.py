@@ -72,8 +72,9 @@ def main(argv=None) -> int:
     from varylm_hf.data import load_provo, split_records
     from varylm_hf.modeling import load_model_and_tokenizer, unmark_gguf_quantization
     from varylm_hf.training.adapters import lora_config
-    from varylm_hf.training.instruct import make_sft_trainer, sft_config
+    from varylm_hf.training.instruct import make_sft_trainer
     from varylm_hf.training.rows import build_sft_dataset, var_units
+    from varylm_hf.training.sft_config import VarSFTConfig
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -95,8 +96,8 @@ def main(argv=None) -> int:
     records = [first[i] for i in sorted(rng.sample(range(len(first)), args.sft_contexts))]
     ds = build_sft_dataset(records)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = sft_config(tmp, total_batch_size=args.rows_per_batch, per_device_batch_size=args.rows_per_batch,
-                         use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=1)
+        cfg = VarSFTConfig(tmp, recipe="sft", batch_size=args.rows_per_batch, per_device_batch_size=args.rows_per_batch,
+                           use_cpu=True, bf16=False, activation_checkpointing=False, max_steps=1)
         trainer = make_sft_trainer(model, tok, ds, args=cfg)
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     n_comp = sum(sum(1 for x in r["labels"] if x != -100) for r in rows)

@@ -121,15 +121,16 @@ def trainer_run(tmp_path_factory):
 def adapter_run(tmp_path_factory):
     from peft import get_peft_model
 
-    from varylm_hf.training import instruct as sft
+    from varylm_hf.training.adapters import lora_config
+    from varylm_hf.training.instruct import save_adapter
+    from varylm_hf.training.sft_config import VarSFTConfig
 
     out = tmp_path_factory.mktemp("adapter") / "tiny-lora"
     tok = make_tiny_chat_tokenizer()
     base = make_tiny_llama(tok)
-    model = get_peft_model(base, sft.lora_config(base, r=2, lora_alpha=4, lora_dropout=0.0))
-    config = sft.InstructConfig(output_dir=str(out), recipe="var", label_mode="majority", qlora=False,
-                                base_model_id="me/tiny-chat")
-    return sft.save_adapter(model, tok, str(out), config, train_rows=4)
+    model = get_peft_model(base, lora_config(base, r=2, lora_alpha=4, lora_dropout=0.0))
+    config = VarSFTConfig(output_dir=str(out), recipe="var", label_mode="majority", base_model_id="me/tiny-chat")
+    return save_adapter(model, tok, str(out), config, train_rows=4)
 
 
 def test_trainer_run_cards(trainer_run):

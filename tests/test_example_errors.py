@@ -4,10 +4,9 @@ Every case of the tables runs the real script (examples/train_gpt2.py, examples/
 asserts: exit status 2, exactly one line on stderr, ``error: ...`` naming the argument or file, no
 "Traceback", no output folder created, every file the user had unchanged.
 
-train_instruct.py checks its arguments before importing torch, so its whole table runs in subprocesses
-(~0.2 s each). train_gpt2.py needs transformers to parse its options (~6 s per start on a 2-core CPU): its
-table runs in-process through the script's own ``run()`` (what ``__main__`` calls), two cases run as real
-subprocesses, and the whole table as subprocesses is marked slow.
+Both scripts parse their options with transformers' / TRL's dataclass parsers, which need torch (~6 s per start
+on a 2-core CPU): each table runs in-process through the script's own ``run()`` (what ``__main__`` calls), two
+cases of each run as real subprocesses, and the whole tables as subprocesses are marked slow.
 """
 
 from __future__ import annotations
@@ -52,7 +51,12 @@ def workspace(tmp_path, model_dir):
     (plain / "keep.txt").write_text("keep me\n")
     out = tmp_path / "new-run"
     common = f"model_name_or_path: {model_dir}\noutput_dir: {out}\nuse_cpu: true\nmax_train_contexts: 4\n"
+    icommon = f"model_name_or_path: {model_dir}\noutput_dir: {out}\nload_in_4bit: false\nlimit_contexts: 2\n"
     yamls = {
+        "iyaml_unknown": icommon + "learning_rat: 1.0e-4\n",
+        "iyaml_type": icommon + "learning_rate: fast\n",
+        "iyaml_lr_nan": icommon + "learning_rate: .nan\n",
+        "iyaml_batch0": icommon + "batch_size: 0\n",
         "yaml_syntax": "model_name_or_path: [unclosed\n",
         "yaml_list": "- model_name_or_path\n- gpt2\n",
         "yaml_unknown": common + "learning_rat: 1.0e-4\n",
@@ -128,12 +132,24 @@ INSTRUCT_CASES = [
     ("save-steps-negative", "--save_steps -1", "--save_steps -1"),
     ("recipe-unknown", "--recipe dpo", "--recipe"),
     ("unknown-flag", "--no_such_flag 1", "--no_such_flag"),
+    ("derived-batch-flag", "--per_device_train_batch_size 2", "--per_device_train_batch_size 2: the instruct recipes"),
+    ("use-peft-false", "--use_peft false", "--use_peft false"),
+    ("qlora-fp4", "--qlora --bnb_4bit_quant_type fp4", "--bnb_4bit_quant_type fp4"),
     ("output-dir-is-a-file", "--output_dir {file}", "--output_dir {file}: exists and is not a folder"),
     ("output-dir-under-a-file", "--output_dir {file}/run", "--output_dir {file}/run: cannot create it"),
     ("model-missing-path", "--model_name_or_path {tmp}/no-such-model", "--model_name_or_path {tmp}/no-such-model"),
     ("model-folder-without-config", "--model_name_or_path {dir}", "--model_name_or_path {dir}: folder has no config.json"),
     ("resume-last-without-checkpoint", "--resume_from_checkpoint last", "--resume_from_checkpoint last: no complete"),
     ("resume-not-a-checkpoint", "--resume_from_checkpoint {dir}", "--resume_from_checkpoint {dir}: not a complete"),
+    ("config-without-file", "--config", "argument --config: expected one argument"),
+    ("yaml-syntax", "{yaml_syntax}", "{yaml_syntax}: not valid YAML at line"),
+    ("yaml-not-a-mapping", "{yaml_list}", "{yaml_list}: Config file {yaml_list} must contain a YAML mapping"),
+    ("yaml-unknown-key", "{iyaml_unknown}", "{iyaml_unknown}: unknown option 'learning_rat'"),
+    ("yaml-wrong-type", "{iyaml_type}", "{iyaml_type}: argument --learning_rate"),
+    ("yaml-lr-nan", "{iyaml_lr_nan}", "{iyaml_lr_nan}: --learning_rate nan"),
+    ("yaml-batch-size-0", "{iyaml_batch0}", "{iyaml_batch0}: --batch_size 0"),
+    ("yaml-missing-file", "{tmp}/missing.yaml", "{tmp}/missing.yaml: cannot read it"),
+    ("yaml-binary-file", "{yaml_binary}", "{yaml_binary}: cannot read it"),
 ]
 INSTRUCT_BASE = ("--model_name_or_path {model} --no-qlora --recipe var --limit_contexts 2 --max_steps 1 --no-eval "
                  "--output_dir {out}")
@@ -195,11 +211,71 @@ def test_train_gpt2_bad_input_subprocess_all(workspace, case):
     check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
 
 
+@pytest.fixture(scope="module")
+def instruct_script():
+    """examples/train_instruct.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
+    spec = importlib.util.spec_from_file_location("_train_instruct_script", INSTRUCT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
 @pytest.mark.parametrize("args,fragment", [c[1:] for c in INSTRUCT_CASES], ids=[c[0] for c in INSTRUCT_CASES])
-def test_train_instruct_bad_input(workspace, args, fragment):
+def test_train_instruct_bad_input(instruct_script, workspace, capfd, args, fragment):
+    argv = case_argv(INSTRUCT_BASE, args, workspace)
+    before = snapshot(workspace["tmp"], workspace["model"])
+    capfd.readouterr()
+    code = instruct_script.run(argv)
+    captured = capfd.readouterr()
+    check_outcome(code, captured.out, captured.err, fragment, workspace, before)
+
+
+QUICK_INSTRUCT = {"batch-size-0", "yaml-unknown-key"}
+
+
+@pytest.mark.parametrize("case", [c for c in INSTRUCT_CASES if c[0] in QUICK_INSTRUCT], ids=lambda c: c[0])
+def test_train_instruct_bad_input_subprocess(workspace, case):
+    _, args, fragment = case
     before = snapshot(workspace["tmp"], workspace["model"])
     result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, args, workspace))
     check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in INSTRUCT_CASES if c[0] not in QUICK_INSTRUCT], ids=lambda c: c[0])
+def test_train_instruct_bad_input_subprocess_all(workspace, case):
+    _, args, fragment = case
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, args, workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
+def test_train_instruct_config_file_with_flag_overrides(instruct_script, tmp_path):
+    """``--config c.yaml`` (TrlParser) plus flags, the flags winning; SFTConfig and ModelConfig fields are options
+    too; ``--config=c.yaml`` and a lone ``c.yaml`` work; the paper's values are the defaults."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model_name_or_path: smollm2-gguf\nrecipe: var\nlearning_rate: 1.0e-4\nnum_train_epochs: 2\n"
+                   "label_mode: majority\nlora_r: 4\nlr_scheduler_type: cosine\nload_in_4bit: false\nlimit_contexts: 8\n")
+    script, config, model = instruct_script.parse_arguments(["--config", str(cfg), "--learning_rate", "3e-5"])
+    assert (config.learning_rate, config.num_train_epochs, config.label_mode, config.recipe) == (3e-5, 2, "majority", "var")
+    assert (model.model_name_or_path, model.lora_r, model.load_in_4bit, script.limit_contexts) == ("smollm2-gguf", 4, False, 8)
+    assert config.lr_scheduler_type == "cosine" and config.output_dir == "runs/instruct-var-majority"
+    _, config, _ = instruct_script.parse_arguments([f"--config={cfg}", "--no-qlora", "--batch_size", "64"])
+    assert config.learning_rate == 1e-4 and config.batch_size == 64
+    _, config, model = instruct_script.parse_arguments([str(cfg)])
+    assert config.num_train_epochs == 2 and model.lora_alpha == 16
+    script, config, model = instruct_script.parse_arguments([])  # the paper's run
+    assert (model.model_name_or_path, model.load_in_4bit, model.use_bnb_nested_quant, model.lora_r,
+            model.lora_alpha, model.lora_dropout) == (instruct_script.PAPER_MODEL, True, True, 8, 16, 0.05)
+    assert (config.recipe, config.learning_rate, config.batch_size, config.num_train_epochs, config.seed,
+            config.save_strategy, script.eval) == ("sft", 1e-4, 32, 4, 42, "no", True)
+    _, _, model = instruct_script.parse_arguments(["--no-qlora"])
+    assert model.load_in_4bit is False
+    assert instruct_script.run(["--config"]) == 2
 
 
 @pytest.mark.slow
@@ -211,7 +287,7 @@ def test_train_instruct_unreachable_model_names_model_name_or_path(workspace):
                   workspace, before)
 
 
-def test_zero_limits_mean_all_and_are_documented(gpt2_script, workspace):
+def test_zero_limits_mean_all_and_are_documented(gpt2_script, instruct_script, workspace):
     """0 = all contexts (documented in --help), the same in both scripts; negative values are errors (above)."""
     assert "0 or unset: all" in " ".join(gpt2_script.make_parser().format_help().split())
     script, args = gpt2_script.parse_arguments(gpt2_script.make_parser(), case_argv(
@@ -222,9 +298,7 @@ def test_zero_limits_mean_all_and_are_documented(gpt2_script, workspace):
     help_text = subprocess.run([sys.executable, str(INSTRUCT), "--help"], capture_output=True, text=True,
                                env=script_env(), timeout=120).stdout
     assert "0 or unset: all" in " ".join(help_text.split())
-    spec = importlib.util.spec_from_file_location("_train_instruct_script", INSTRUCT)
-    instruct = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(instruct)
+    instruct = instruct_script
     records = [{"id": i} for i in range(5)]
     assert instruct._subset(records, 0, 42) is records and instruct._subset(records, None, 42) is records
     assert len(instruct._subset(records, 3, 42)) == 3

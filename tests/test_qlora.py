@@ -23,8 +23,9 @@ from varylm_hf.training.adapters import (
     qlora_compute_dtype,
     qlora_quantization_config,
 )
-from varylm_hf.training.instruct import InstructConfig, train_instruct
+from varylm_hf.training.instruct import train_instruct
 from varylm_hf.training.rows import chat_token_ids
+from varylm_hf.training.sft_config import VarSFTConfig
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -218,8 +219,8 @@ def test_qlora_training_reduces_loss_and_adapter_round_trips(tmp_path, base_dir,
     for _, layer in _4bit_layers(model):
         layer.support_avx512bf16_for_cpu = True  # as on an AVX512-BF16 CPU: train_instruct must turn it off
     out = tmp_path / "qlora"
-    cfg = InstructConfig(
-        output_dir=str(out), recipe="sft", qlora=True, learning_rate=5e-2, batch_size=9, per_device_batch_size=9,
+    cfg = VarSFTConfig(
+        output_dir=str(out), recipe="sft", learning_rate=5e-2, batch_size=9, per_device_batch_size=9,
         num_train_epochs=2, logging_steps=1, base_model_id=str(base_dir), data="unit-test",
     )
     trainer = train_instruct(model, tok, RECORDS, RECORDS, cfg)  # evaluates after every epoch

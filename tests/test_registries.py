@@ -14,8 +14,8 @@ import torch
 from varylm_hf.data import LABEL_MODES, label_distribution
 from varylm_hf.data.labels import LabelMode, label_counts, register_label_mode
 from varylm_hf.errors import InputError
-from varylm_hf.training.instruct import InstructConfig
 from varylm_hf.training.rows import sft_rows
+from varylm_hf.training.sft_config import VarSFTConfig
 from varylm_hf.training.var import VarTrainer, VarTrainingArguments, save_var_run
 
 from conftest import make_tiny_word_tokenizer, tiny_gpt2
@@ -45,7 +45,7 @@ def test_registered_label_mode_is_a_label_view(top_two):
     # the instruct recipe: one augmented row per count
     rows = sft_rows([REC], "top_two")
     assert [r["completion"][0]["content"] for r in rows] == ["mat", "sofa"]
-    InstructConfig(recipe="var", label_mode="top_two").check()
+    assert VarSFTConfig(recipe="var", label_mode="top_two").label_mode == "top_two"  # checked when built
 
 
 def test_registered_label_mode_trains_and_is_described_in_the_card(tmp_path, top_two):

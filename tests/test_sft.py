@@ -11,8 +11,14 @@ from varylm_hf.data.labels import label_counts
 from varylm_hf.errors import InputError
 from varylm_hf.modeling import unmark_gguf_quantization
 from varylm_hf.prompts import instruction_prompt, one_shot_example, one_shot_prompt
-from varylm_hf.training.adapters import LORA_TARGET_MODULES, lora_config, qlora_available, qlora_quantization_config
-from varylm_hf.training.instruct import InstructConfig, make_sft_trainer, sft_config, train_instruct
+from varylm_hf.training.adapters import (
+    LORA_TARGET_MODULES,
+    lora_config,
+    paper_model_config,
+    qlora_available,
+    qlora_quantization_config,
+)
+from varylm_hf.training.instruct import make_sft_trainer, train_instruct
 from varylm_hf.training.rows import (
     batch_rows,
     build_sft_dataset,
@@ -22,6 +28,7 @@ from varylm_hf.training.rows import (
     sft_rows,
     var_units,
 )
+from varylm_hf.training.sft_config import VarSFTConfig
 from varylm_hf.training.var_sft import VarSFTTrainer, var_sft_loss
 
 RECORDS = [
@@ -40,10 +47,10 @@ RECORDS = [
 
 
 def _sft_args(tmp_path, **kw):
-    defaults = dict(total_batch_size=4, per_device_batch_size=4, logging_steps=1, max_steps=1,
-                    use_cpu=True, bf16=False, gradient_checkpointing=False)
+    defaults = dict(recipe="sft", batch_size=4, per_device_batch_size=4, logging_steps=1, max_steps=1,
+                    use_cpu=True, bf16=False, activation_checkpointing=False)
     defaults.update(kw)
-    return sft_config(str(tmp_path / "out"), **defaults)
+    return VarSFTConfig(str(tmp_path / "out"), **defaults)
 
 
 # ----------------------------------------------------------------------------- data
@@ -137,13 +144,13 @@ def test_qlora_available_reports_reason():
 def test_sft_config_cpu_defaults(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CPU defaults")
-    cfg = sft_config(str(tmp_path))
+    cfg = VarSFTConfig(str(tmp_path))  # recipe sft
     assert cfg.bf16 is False and cfg.use_cpu
     assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 32
     assert (cfg.learning_rate, cfg.num_train_epochs, cfg.seed) == (1e-4, 4, 42)
     assert cfg.completion_only_loss
     with pytest.raises(InputError, match="multiple"):
-        sft_config(str(tmp_path), total_batch_size=32, per_device_batch_size=5)
+        VarSFTConfig(str(tmp_path), batch_size=32, per_device_batch_size=5)
 
 
 # ----------------------------------------------------------------------------- loss mask
@@ -203,8 +210,8 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
     base_dir = tmp_path / "base"
     tiny_chat_llama.save_pretrained(base_dir)  # AutoPeft reloads the base from this "Hub id"
     before = _completion_nll(tiny_chat_llama, tok, RECORDS)
-    cfg = InstructConfig(
-        output_dir=str(tmp_path / "adapter"), recipe="sft", qlora=False, learning_rate=5e-2, batch_size=9,
+    cfg = VarSFTConfig(
+        output_dir=str(tmp_path / "adapter"), recipe="sft", learning_rate=5e-2, batch_size=9,
         per_device_batch_size=9, max_steps=8, logging_steps=1, base_model_id=str(base_dir), data="unit-test",
     )
     trainer = train_instruct(tiny_chat_llama, tok, RECORDS, None, cfg)
@@ -233,11 +240,28 @@ def test_lora_sft_reduces_loss_and_adapter_round_trips(tmp_path, tiny_chat_llama
         torch.testing.assert_close(auto(input_ids=ids).logits, ref, rtol=0, atol=1e-6)
 
 
-def test_instruct_config_rejects_bad_values(tiny_chat_llama, tiny_chat_tokenizer):
+def test_var_sft_config_is_trls_sft_config_with_the_recipes_options():
+    from trl import SFTConfig
+
     with pytest.raises(InputError, match="--recipe"):
-        train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, InstructConfig(recipe="dpo"))
+        VarSFTConfig(recipe="dpo")
     with pytest.raises(InputError, match="--label_mode"):
-        InstructConfig(label_mode="some").check()
+        VarSFTConfig(label_mode="some")
+    with pytest.raises(InputError, match="--per_device_train_batch_size 3: the instruct recipes count augmented rows"):
+        VarSFTConfig(per_device_train_batch_size=3)
+    cfg = VarSFTConfig(recipe="var", label_mode="majority", save_steps=5, run_extra='{"note": "x"}')
+    assert isinstance(cfg, SFTConfig) and cfg.output_dir == "runs/instruct-var-majority"
+    assert (cfg.save_strategy, cfg.run_extra, cfg.completion_only_loss, cfg.data_seed) == ("steps", {"note": "x"}, True, 42)
+    assert VarSFTConfig().save_strategy == "no"  # save_steps 0: no checkpoints
+    if not torch.cuda.is_available():
+        assert (cfg.bf16, cfg.use_cpu, cfg.activation_checkpointing) == (False, True, False)
+
+
+def test_train_instruct_refuses_the_trainers_push(tiny_chat_llama, tiny_chat_tokenizer, tmp_path):
+    cfg = VarSFTConfig(str(tmp_path / "out"), recipe="var", push_to_hub=True, hub_model_id="me/x")
+    with pytest.raises(InputError, match="push_adapter"):
+        train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- var path
@@ -261,7 +285,7 @@ def test_var_loss_equals_sft_loss_on_augmented_rows(tmp_path, tiny_chat_llama, t
     model = tiny_chat_llama
     # SFT: all augmented rows in one batch -> TRL's token-mean loss
     ds = build_sft_dataset(RECORDS)
-    trainer = make_sft_trainer(model, tok, ds, args=_sft_args(tmp_path, total_batch_size=9, per_device_batch_size=9))
+    trainer = make_sft_trainer(model, tok, ds, args=_sft_args(tmp_path, batch_size=9, per_device_batch_size=9))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
     with torch.no_grad():
         sft_loss = trainer.compute_loss(model, batch)
@@ -283,8 +307,8 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     tok = tiny_chat_tokenizer
     before = _completion_nll(tiny_chat_llama, tok, RECORDS)
     # 9 rows per step over contexts of 6 and 3 answers (mean 4.5): two whole contexts per step
-    cfg = InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, learning_rate=5e-2,
-                             batch_size=9, max_steps=8, logging_steps=1)
+    cfg = VarSFTConfig(output_dir=str(tmp_path / "var"), recipe="var", learning_rate=5e-2,
+                       batch_size=9, max_steps=8, logging_steps=1)
     trainer = train_instruct(tiny_chat_llama, tok, RECORDS, RECORDS, cfg)
     assert trainer.args.per_device_train_batch_size == 2 and trainer.args.gradient_accumulation_steps == 1
     assert sum("loss" in h for h in trainer.state.log_history) == 8
@@ -300,10 +324,15 @@ def test_var_recipe_trains(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
 def test_var_micro_batch_splits_the_contexts_of_a_step(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
     """9 rows per step = 2 contexts of this data; micro-batches of 3 rows: 1 context each, 2 accumulation steps
     (never more rows per step than asked by accumulating whole-context micro-batches)."""
-    cfg = InstructConfig(output_dir=str(tmp_path / "var"), recipe="var", qlora=False, batch_size=9,
-                             per_device_batch_size=3, max_steps=1, logging_steps=1)
-    trainer = train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
+    cfg = VarSFTConfig(output_dir=str(tmp_path / "var"), recipe="var", batch_size=9,
+                       per_device_batch_size=3, max_steps=1, logging_steps=1)
+    lora = paper_model_config(lora_r=4, load_in_4bit=False)  # TRL's ModelConfig: the adapter's settings
+    trainer = train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg, model_config=lora)
     assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (1, 2)
+    assert (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (3, 3)  # the config is left as it is
+    run = json.loads((tmp_path / "var" / "varylm_run.json").read_text())
+    assert (run["hyperparameters"]["lora_r"], run["hyperparameters"]["lora_alpha"]) == (4, 16)
+    assert json.loads((tmp_path / "var" / "adapter_config.json").read_text())["r"] == 4
 
 
 def test_batch_unit_is_rows_in_both_recipes():
@@ -319,7 +348,7 @@ def test_batch_unit_is_rows_in_both_recipes():
     with pytest.raises(InputError, match="no contexts"):
         contexts_per_batch(32, [])
     with pytest.raises(InputError, match="--group_by_passage: only for --recipe var"):
-        InstructConfig(recipe="sft", group_by_passage=True).check()
+        VarSFTConfig(recipe="sft", group_by_passage=True)
 
 
 def test_var_group_by_passage_batches_one_passage_at_a_time(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):

@@ -5,7 +5,7 @@ Light at import: the names below are loaded on first use (as ``from trl import S
 
 >>> import varylm_hf
 >>> sorted(varylm_hf.__all__)[:3]
-['DEFAULT_WORD_RULE', 'ExactTVDCallback', 'InstructConfig']
+['DEFAULT_WORD_RULE', 'ExactTVDCallback', 'VarCollator']
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _EXPORTS = {
     "sample_next_words": "sampling", "load_model_and_tokenizer": "modeling", "load_provo": "data",
     "load_cloze_file": "data", "load_cloze": "data", "split_records": "data", "WordRule": "data.words", "DEFAULT_WORD_RULE": "data.words",
     "first_token_id": "conditioning", "train_instruct": "training.instruct",
-    "InstructConfig": "training.instruct",
+    "VarSFTConfig": "training.sft_config",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -443,26 +443,24 @@ class ModelRunner:
         import torch
 
         cfg = self.config
+        common = dict(label_mode=cell.label_mode, word_prob_definition=cfg.word_prob_definition,
+                      num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cell.seed,
+                      report_to=cfg.report_to)  # the settings both styles' trainer arguments take
         if cfg.style == "pretrained":
             from .training.var import VarTrainingArguments, train_var
 
             args = VarTrainingArguments(
                 output_dir=str(cell_dir / "checkpoints"),
-                label_mode=cell.label_mode,
                 label_k=cell.k,
-                word_prob_definition=cfg.word_prob_definition,
                 scoring_strategy=cfg.scoring_strategy,
                 group_by_passage=cfg.group_by_passage,
                 bos=cfg.bos,
-                num_train_epochs=cfg.epochs,
-                learning_rate=cfg.learning_rate,
                 per_device_train_batch_size=cfg.batch_size,
-                seed=cell.seed,
                 save_strategy="no",
                 logging_steps=0.05,
-                report_to=cfg.report_to,
                 use_cpu=not torch.cuda.is_available(),
                 disable_tqdm=False,
+                **common,
             )
             curve = self._curve_callback(tokenizer, "plain")
             stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))
@@ -470,27 +468,19 @@ class ModelRunner:
             trainer = train_var(model, tokenizer, self.train, None, args, callbacks=callbacks or None)
             model = trainer.model
         else:
-            from .training.instruct import InstructConfig, train_instruct
+            from .training.adapters import paper_model_config
+            from .training.instruct import train_instruct
+            from .training.sft_config import VarSFTConfig
 
             if cell.label_mode == "sample_k":
                 raise InputError("the label-count ablation (ft_k<k>) is for --style pretrained")
-            icfg = InstructConfig(
-                output_dir=str(cell_dir / "adapter"),
-                recipe=cfg.recipe,
-                label_mode=cell.label_mode,
-                qlora=self.quantization_config is not None,
-                learning_rate=cfg.learning_rate,
-                batch_size=cfg.batch_size,
-                num_train_epochs=cfg.epochs,
-                seed=cell.seed,
-                word_prob_definition=cfg.word_prob_definition,
-                group_by_passage=cfg.group_by_passage and cfg.recipe == "var",
-                report_to=cfg.report_to,
-            )
+            icfg = VarSFTConfig(output_dir=str(cell_dir / "adapter"), recipe=cfg.recipe, batch_size=cfg.batch_size,
+                                group_by_passage=cfg.group_by_passage and cfg.recipe == "var", **common)
             curve = self._curve_callback(tokenizer, "instruction")
             stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))
             callbacks = [c for c in (curve, _stop_after(stop)) if c is not None]
-            trainer = train_instruct(model, tokenizer, self.train, None, icfg, callbacks=callbacks or None)
+            trainer = train_instruct(model, tokenizer, self.train, None, icfg, callbacks=callbacks or None,
+                                     model_config=paper_model_config(load_in_4bit=self.quantization_config is not None))
             model = trainer.model
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         model.eval()

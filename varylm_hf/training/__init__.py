@@ -6,8 +6,8 @@
 * :mod:`~varylm_hf.training.rows`: the instruct recipes' data (augmented rows, ``var`` units, the batch unit);
 * :mod:`~varylm_hf.training.adapters`: LoRA / QLoRA configuration, 4-bit loading, bitsandbytes workarounds;
 * :mod:`~varylm_hf.training.var_sft`: the ``var`` instruct recipe's loss and trainer;
-* :mod:`~varylm_hf.training.instruct`: the instruct recipes end to end (TRL config, ``train_instruct``, the
-  saved adapter).
+* :mod:`~varylm_hf.training.sft_config`: ``VarSFTConfig``, TRL's ``SFTConfig`` plus the recipes' options;
+* :mod:`~varylm_hf.training.instruct`: the instruct recipes end to end (``train_instruct``, the saved adapter).
 
 Nothing is imported here: ``import varylm_hf.training.rows`` stays free of torch.
 """

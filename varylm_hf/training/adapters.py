@@ -6,6 +6,9 @@ bfloat16 compute on CUDA and float32 on CPU. bitsandbytes is an optional extra (
 :func:`qlora_available` says whether it works here. Two workarounds keep CPU training right: no AVX512-BF16
 weight repacking (:func:`apply_cpu_4bit_workaround`) and LoRA weights kept in the 4-bit compute dtype
 (:func:`cast_trainable_to_compute_dtype`).
+
+The settings come as TRL's :class:`~trl.ModelConfig` (:func:`paper_model_config`, :func:`lora_config_from`);
+:func:`check_model_config` refuses what the recipes do not support (8-bit, another 4-bit scheme, no PEFT).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from ..modeling import unmark_gguf_quantization
 __all__ = [
     "LORA_TARGET_MODULES",
     "lora_config",
+    "PAPER_MODEL_CONFIG",
+    "paper_model_config",
+    "check_model_config",
+    "lora_config_from",
     "QLORA_COMPUTE_DTYPES",
     "qlora_compute_dtype",
     "qlora_quantization_config",
@@ -41,17 +48,19 @@ def lora_config(
     r: int = 8,
     lora_alpha: int = 16,
     lora_dropout: float = 0.05,
-    target_modules: Sequence[str] = LORA_TARGET_MODULES,
+    target_modules: Sequence[str] | str = LORA_TARGET_MODULES,
+    **kwargs,
 ):
     """The paper's LoRA configuration (Appendix B) as a :class:`peft.LoraConfig`.
 
     Given ``model``, keeps only the target modules the model has (GPT-2 has none of the seven:
-    an :class:`InputError` then names what to pass instead).
+    an :class:`InputError` then names what to pass instead); peft's ``"all-linear"`` is kept as it is.
+    ``kwargs`` (``use_rslora``, ``use_dora``, ``modules_to_save``...) go to ``LoraConfig``.
     """
     from peft import LoraConfig
 
-    targets = list(target_modules)
-    if model is not None:
+    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    if model is not None and targets != ["all-linear"]:
         names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         present = [t for t in targets if t in names]
         if not present:
@@ -59,9 +68,55 @@ def lora_config(
                 f"`target_modules`: the model has none of {', '.join(targets)}; pass the names of its linear layers"
             )
         targets = present
-    return LoraConfig(
-        r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
-    )
+    return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                      target_modules="all-linear" if targets == ["all-linear"] else targets, bias="none",
+                      task_type="CAUSAL_LM", **kwargs)
+
+
+#: The paper's model settings (Appendix B) as fields of TRL's :class:`~trl.ModelConfig`: LoRA r=8, alpha=16,
+#: dropout 0.05 on the seven projections; QLoRA (``load_in_4bit``) 4-bit nf4 with double quantisation; ``dtype``
+#: ``auto``: the checkpoint's dtype, and the 4-bit compute dtype of :func:`qlora_compute_dtype`.
+PAPER_MODEL_CONFIG = {"use_peft": True, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+                      "lora_target_modules": list(LORA_TARGET_MODULES), "load_in_4bit": True,
+                      "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True, "dtype": "auto"}
+
+
+def paper_model_config(**overrides):
+    """TRL's :class:`~trl.ModelConfig` with :data:`PAPER_MODEL_CONFIG`, ``overrides`` on top."""
+    from trl import ModelConfig
+
+    return ModelConfig(**{**PAPER_MODEL_CONFIG, **overrides})
+
+
+def check_model_config(model_config) -> None:
+    """Raise :class:`InputError` (naming the flag) for :class:`~trl.ModelConfig` settings the recipes do not support."""
+    mc = model_config
+    if not mc.use_peft:
+        raise InputError("--use_peft false: the instruct recipes train a LoRA adapter")
+    if mc.load_in_8bit:
+        raise InputError("--load_in_8bit: not supported; QLoRA is 4-bit (--load_in_4bit, the default)")
+    if mc.lora_task_type != "CAUSAL_LM":
+        raise InputError(f"--lora_task_type {mc.lora_task_type}: the recipes train a causal LM (CAUSAL_LM)")
+    if mc.load_in_4bit and (mc.bnb_4bit_quant_type != "nf4" or not mc.use_bnb_nested_quant
+                            or mc.bnb_4bit_quant_storage is not None):
+        raise InputError(f"--bnb_4bit_quant_type {mc.bnb_4bit_quant_type} --use_bnb_nested_quant "
+                         f"{mc.use_bnb_nested_quant}: varylm's QLoRA is the paper's 4-bit nf4 with double quantisation "
+                         "(nf4, true, default storage)")
+    if mc.attn_implementation is not None:
+        raise InputError(f"--attn_implementation {mc.attn_implementation}: not supported by varylm's model loader "
+                         "(the model's default attention is used)")
+
+
+def lora_config_from(model_config, model=None):
+    """:func:`lora_config` from TRL's :class:`~trl.ModelConfig` (``lora_r``, ``lora_alpha``, ``lora_dropout``,
+    ``lora_target_modules`` (default: the seven projections), ``use_rslora``, ``use_dora``,
+    ``lora_modules_to_save``, ``lora_target_parameters``)."""
+    check_model_config(model_config)
+    mc = model_config
+    return lora_config(model, r=mc.lora_r, lora_alpha=mc.lora_alpha, lora_dropout=mc.lora_dropout,
+                       target_modules=mc.lora_target_modules or LORA_TARGET_MODULES, use_rslora=mc.use_rslora,
+                       use_dora=mc.use_dora, modules_to_save=mc.lora_modules_to_save,
+                       target_parameters=mc.lora_target_parameters)
 
 
 #: Names accepted for the compute dtype of 4-bit layers (``"auto"``: :func:`qlora_compute_dtype`).
@@ -182,7 +237,7 @@ def cast_trainable_to_compute_dtype(model) -> int:
 
 
 def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revision: str | None = None,
-                     compute_dtype="auto"):
+                     compute_dtype="auto", trust_remote_code: bool = False):
     """Load a causal LM with 4-bit nf4 weights for QLoRA: ``(model, tokenizer)``, model in eval mode.
 
     ``name_or_path`` is anything :func:`varylm_hf.modeling.load_model_and_tokenizer` takes. A GGUF
@@ -191,6 +246,7 @@ def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revisio
     :func:`qlora_quantization_config` (default: bfloat16 on CUDA, float32 on CPU). The CPU
     workaround (:func:`apply_cpu_4bit_workaround`) is applied. Raises :class:`InputError` when
     bitsandbytes is not usable (check :func:`qlora_available` first to fall back to LoRA).
+    ``trust_remote_code`` as in :func:`~varylm_hf.modeling.load_model_and_tokenizer` (off).
     """
     import tempfile
 
@@ -204,9 +260,11 @@ def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revisio
     quant = qlora_quantization_config(compute_dtype)
     _, gguf = resolve_model_source(name_or_path, gguf_file)
     if gguf is None:
-        model, tokenizer = load_model_and_tokenizer(name_or_path, revision=revision, quantization_config=quant)
+        model, tokenizer = load_model_and_tokenizer(name_or_path, revision=revision, quantization_config=quant,
+                                                    trust_remote_code=trust_remote_code)
     else:
-        full, tokenizer = load_model_and_tokenizer(name_or_path, gguf_file=gguf_file, revision=revision, device="cpu")
+        full, tokenizer = load_model_and_tokenizer(name_or_path, gguf_file=gguf_file, revision=revision, device="cpu",
+                                                   trust_remote_code=trust_remote_code)
         unmark_gguf_quantization(full)
         with tempfile.TemporaryDirectory(prefix="varylm-qlora-") as tmp:
             full.save_pretrained(tmp)
