@@ -178,7 +178,8 @@ def test_server_oids_are_git_oids(hub_env, tmp_path):
 def test_model_card_states_recipe_and_model_index(artifacts):
     from huggingface_hub import ModelCard
 
-    from varylm_hf.hub import read_eval_summary, read_run_config, render_model_card
+    from varylm_hf.hub import read_eval_summary, render_model_card
+    from varylm_hf.run_file import read_run_config
 
     folder = artifacts["model"]
     run = read_run_config(folder)
@@ -217,7 +218,8 @@ def test_card_reads_varylm_eval_summary(tmp_path):
 def test_card_without_run_info_says_not_recorded(tmp_path):
     from huggingface_hub import ModelCard
 
-    from varylm_hf.hub import read_run_config, render_model_card
+    from varylm_hf.hub import render_model_card
+    from varylm_hf.run_file import read_run_config
 
     text = render_model_card(f"{NS}/bare", run=read_run_config(tmp_path), summary=None)
     assert "model-index" not in text and "No evaluation summary" in text
@@ -226,7 +228,8 @@ def test_card_without_run_info_says_not_recorded(tmp_path):
 
 
 def test_adapter_card_records_lora_and_training_args_fallback(artifacts, tmp_path):
-    from varylm_hf.hub import read_run_config, render_model_card
+    from varylm_hf.hub import render_model_card
+    from varylm_hf.run_file import read_run_config
 
     (tmp_path / "training_args.json").write_text(json.dumps({"learning_rate": 0.0001, "seed": 456, "output_dir": "x"}))
     run = read_run_config(tmp_path)
@@ -249,7 +252,7 @@ def test_adapter_card_records_lora_and_training_args_fallback(artifacts, tmp_pat
 )
 def test_bad_run_files_are_one_line_errors(tmp_path, name, content, message):
     from varylm_hf.errors import InputError
-    from varylm_hf.hub import read_eval_summary, read_run_config
+    from varylm_hf.run_file import read_eval_summary, read_run_config
 
     (tmp_path / name).write_text(content)
     with pytest.raises(InputError) as info:

@@ -21,7 +21,7 @@ second push creates no commit.
 The model card of a model or adapter is rendered by :mod:`varylm_hf.cards` (:func:`render_folder_card`) from
 two optional JSON files in the folder: ``varylm_run.json`` (:class:`varylm_hf.cards.RunFile`, written by the
 training recipes) and ``eval_summary.json``; their schemas are in :mod:`varylm_hf.run_file` and in
-docs/hub.md. ``RUN_CONFIG_FILE``, ``read_run_config``, ``render_model_card`` and the other card names are still
+docs/hub.md. ``RUN_CONFIG_FILE``, ``read_eval_summary``, ``render_model_card`` and ``check_hub_id`` are still
 importable from here, and so are ``detect_kind`` and ``HubError``.
 
 Endpoint and token: ``endpoint=``/``token=`` arguments win; otherwise ``HF_ENDPOINT`` is read when the
@@ -40,19 +40,12 @@ from .errors import InputError
 from .hub_errors import HubError, endpoint_url, hub_errors
 from .hub_files import KINDS, detect_kind, folder_path, local_files, plan_upload
 from .modeling import OFFLINE_MODEL, OFFLINE_MODEL_HUB_ID
-from .run_file import (
-    EVAL_SUMMARY_FILE,
-    RUN_CONFIG_FILE,
-    TRAINING_ARGS_FILE,
-    read_eval_summary,
-    read_json,
-    read_run_config,
-)
+from .run_file import EVAL_SUMMARY_FILE, RUN_CONFIG_FILE, TRAINING_ARGS_FILE, read_eval_summary, read_json
 
 __all__ = [
     "RUN_CONFIG_FILE", "EVAL_SUMMARY_FILE", "TRAINING_ARGS_FILE", "KINDS", "HubError", "PushResult", "detect_kind",
     "push", "push_model", "push_adapter", "push_dataset", "push_metric", "push_eval_summary", "pull",
-    "resolve_repo_id", "adapter_base_model", "read_run_config", "read_eval_summary", "render_model_card",
+    "resolve_repo_id", "adapter_base_model", "read_eval_summary", "render_model_card",
     "check_hub_id",
 ]
 
