@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import InputError
-from .metrics import mean_sd
-from .training.rows import DEFAULT_BATCH_ROWS
+from ..errors import InputError
+from ..metrics import mean_sd
+from ..training.rows import DEFAULT_BATCH_ROWS
 
 __all__ = ["CONDITIONS", "ReproduceConfig", "Cell", "ModelRunner", "plan_cells", "run_grid", "write_reports",
            "write_figures", "load_results"]
@@ -204,7 +204,7 @@ def run_grid(
     ``result.json``) are skipped; a cell raising an exception is recorded in ``error.txt`` and
     the grid goes on.
     """
-    from .evaluation import Shard
+    from ..evaluation import Shard
 
     out = Path(config.out_dir)
     cells = plan_cells(config)
@@ -416,7 +416,7 @@ class ModelRunner:
     """
 
     def __init__(self, config: ReproduceConfig, *, records=None, quantization_config=None):
-        from .data import load_cloze
+        from ..data import load_cloze
 
         self.config = config
         self.splits = load_cloze(None if records is not None else config.dataset, records=records)
@@ -430,7 +430,7 @@ class ModelRunner:
         """A trainable copy of the base model and its tokenizer."""
         import copy
 
-        from .modeling import load_model_and_tokenizer
+        from ..modeling import load_model_and_tokenizer
 
         if self._base is None or self.quantization_config is not None:
             self._base = load_model_and_tokenizer(self.config.model, quantization_config=self.quantization_config)
@@ -447,7 +447,7 @@ class ModelRunner:
                       num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, seed=cell.seed,
                       report_to=cfg.report_to)  # the settings both styles' trainer arguments take
         if cfg.style == "pretrained":
-            from .training.var import VarTrainingArguments, train_var
+            from ..training.var import VarTrainingArguments, train_var
 
             args = VarTrainingArguments(
                 output_dir=str(cell_dir / "checkpoints"),
@@ -468,9 +468,9 @@ class ModelRunner:
             trainer = train_var(model, tokenizer, self.train, None, args, callbacks=callbacks or None)
             model = trainer.model
         else:
-            from .training.adapters import paper_model_config
-            from .training.instruct import train_instruct
-            from .training.sft_config import VarSFTConfig
+            from ..training.adapters import paper_model_config
+            from ..training.instruct import train_instruct
+            from ..training.sft_config import VarSFTConfig
 
             if cell.label_mode == "sample_k":
                 raise InputError("the label-count ablation (ft_k<k>) is for --style pretrained")
@@ -493,7 +493,7 @@ class ModelRunner:
         """The per-epoch exact-TVD callback on validation and test, when ``config.curves`` asks for it."""
         if not self.config.curves:
             return None
-        from .callbacks import ExactTVDCallback
+        from ..callbacks import ExactTVDCallback
 
         final_test = ("test",) if self.config.eval_mode in ("exact", "both") else ()
         return ExactTVDCallback({"validation": self.splits["validation"], "test": self.test_exact}, tokenizer,
@@ -501,7 +501,7 @@ class ModelRunner:
 
     def _oracle(self, seed: int) -> dict:
         """Oracle (two halves of the human answers) on both test sets, and the sampled measure's floor."""
-        from .metrics import oracle_tvd, perfect_model_tvd
+        from ..metrics import oracle_tvd, perfect_model_tvd
 
         cfg = self.config
         result: dict = {}
@@ -518,7 +518,7 @@ class ModelRunner:
 
     def __call__(self, cell: Cell, config: ReproduceConfig, cell_dir: Path) -> dict:
         """Train (for ``ft_*`` cells) and evaluate one cell; returns its result."""
-        from .evaluation import evaluate_model
+        from ..evaluation import evaluate_model
 
         if cell.condition == "oracle":
             return self._oracle(cell.seed)
@@ -529,7 +529,7 @@ class ModelRunner:
             result.update(info)
         prompt, example = ("plain", None) if config.style == "pretrained" else ("instruction", None)
         if cell.condition == "one_shot":
-            from .prompts import one_shot_example
+            from ..prompts import one_shot_example
 
             prompt, example = "one_shot", one_shot_example(self.train, seed=config.one_shot_seed)
         name = DISPLAY.get(cell.condition, cell.condition)
@@ -553,7 +553,7 @@ class ModelRunner:
         if result.get("curve") and "mean_tvd_exact" in result:  # the final evaluation completes the curve
             result["curve"][-1].setdefault("exact_tvd/test", result["mean_tvd_exact"])
         if config.qa:
-            from .qa import qa_hit_rate
+            from ..qa import qa_hit_rate
 
             qa = qa_hit_rate(model, tokenizer, n_samples=config.num_samples, seed=cell.seed, chat=config.style == "instruct")
             result["qa_hit_rate"] = qa["hit_rate"]
@@ -562,7 +562,7 @@ class ModelRunner:
 
 def write_figures(out_dir: str | os.PathLike, seed: int | None = None) -> Path | None:
     """Comparison table and figures (paper Figs. 1, 3, 4, 6, 7) over the evaluated cells of one seed."""
-    from .evaluation import compare_runs
+    from ..evaluation import compare_runs
 
     out = Path(out_dir)
     results = [r for r in load_results(out) if r.get("eval_dir")]
@@ -581,8 +581,8 @@ def write_figures(out_dir: str | os.PathLike, seed: int | None = None) -> Path |
 
 def _bias_figure(out: Path, chosen: list[dict], path: Path) -> Path | None:
     """Sampled-minus-exact TVD per context against sampled entropy, for cells evaluated both ways."""
-    from .evaluation import load_run
-    from .figures import sampling_bias_scatter
+    from ..evaluation import load_run
+    from ..figures import sampling_bias_scatter
 
     series = {}
     for r in chosen:
