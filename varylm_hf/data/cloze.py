@@ -14,10 +14,12 @@ related contexts together. An optional ``target`` column gives the original corp
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -34,8 +36,6 @@ MAX_FIELD_CHARS = 131_072
 
 def _open_encoding(encoding: str) -> str:
     """``utf-8`` reads with ``utf-8-sig``: a byte-order mark (Excel's "CSV UTF-8") is accepted."""
-    import codecs
-
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
@@ -137,6 +137,112 @@ def _text(value, column: str, where: str, *, numbers: bool = False) -> str:
     raise InputError(f"{where}: {column!r} must be a string, got {kind} ({json.dumps(value)[:40]})")
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """The column names of :func:`load_cloze_file` (``None``: the column is not used)."""
+
+    context: str
+    answer: str
+    count: str | None
+    passage: str | None
+    target: str | None
+
+
+def _check_columns(path: Path, row: dict, columns: _Columns) -> None:
+    """The first row must carry the context and answer columns (named in the error)."""
+    missing = [c for c in (columns.context, columns.answer) if c not in row]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, row))};"
+            " set the column names with --context-column/--answer-column)"
+        )
+
+
+def _parse_row(row: dict, columns: _Columns, where: str) -> tuple[tuple, str, int, str | None]:
+    """``(key, answer, count, target)`` of one row; ``key`` is ``(passage name or None, context)``."""
+    for column in (columns.context, columns.answer):
+        if column not in row:  # JSONL: every line must carry the keys of the first
+            raise InputError(f"{where}: missing key {column!r}")
+    context = _text(row[columns.context], columns.context, where).strip()
+    if not context:
+        raise InputError(f"{where}: empty context")
+    answer = _text(row[columns.answer], columns.answer, where, numbers=True)
+    raw_count = row.get(columns.count) if columns.count else None
+    count = validate_count(raw_count, where) if raw_count not in (None, "") else 1
+    passage = row.get(columns.passage) if columns.passage else None
+    if passage not in (None, ""):
+        passage = _text(passage, columns.passage, where, numbers=True)
+    key = (passage if passage not in (None, "") else None, context)
+    target = None
+    if columns.target and row.get(columns.target) not in (None, ""):
+        target = _text(row[columns.target], columns.target, where, numbers=True)
+    return key, answer, count, target
+
+
+def _group_answers(path: Path, encoding: str, columns: _Columns) -> dict[tuple, dict]:
+    """The rows grouped by ``(passage name or None, context)``, in order of first appearance.
+
+    Each group: ``answers`` (``(answer, count)`` per row), ``where`` (its first row) and ``target`` (the last
+    non-empty target of its rows, else ``None``).
+    """
+    groups: dict[tuple, dict] = {}
+    for line, row in _read_rows(path, encoding):
+        where = f"{path}:{line}"
+        if not groups:
+            _check_columns(path, row, columns)
+        key, answer, count, target = _parse_row(row, columns, where)
+        if key not in groups:
+            groups[key] = {"answers": [], "where": where, "target": None}
+        groups[key]["answers"].append((answer, count))
+        if target is not None:
+            groups[key]["target"] = target
+    return groups
+
+
+def _passage_ids(keys: list[tuple]) -> dict[tuple, int]:
+    """Passage ids: given ones in order of appearance; else contexts extending the previous one share it."""
+    passage_ids: dict[tuple, int] = {}
+    named: dict[str, int] = {}
+    previous_context, current = None, 0
+    for key in keys:
+        name, context = key
+        if name is not None:
+            passage_ids[key] = named.setdefault(name, len(named) + 1)
+        else:
+            if previous_context is None or not context.startswith(previous_context + " "):
+                current += 1
+            passage_ids[key] = current
+            previous_context = context
+    return passage_ids
+
+
+def _make_records(groups: dict[tuple, dict], passage_ids: dict[tuple, int], source: str, normalizer: Normalizer,
+                  stats: Counter | None) -> list[dict]:
+    """One record per group, ids ``<source>-<passage>-<word position>`` (``b`` appended to a repeated id)."""
+    records, seen_ids = [], set()
+    for key, group in groups.items():
+        pid, context = passage_ids[key], key[1]
+        position = len(context.split()) + 1
+        record_id = f"{source}-{pid:02d}-{position:03d}"
+        while record_id in seen_ids:  # two contexts of one passage with the same length
+            record_id += "b"
+        seen_ids.add(record_id)
+        records.append(
+            make_record(
+                record_id=record_id,
+                passage_id=pid,
+                word_position=position,
+                context=context,
+                corpus_word=group["target"],
+                raw_answers=group["answers"],
+                normalizer=normalizer,
+                where=group["where"],
+                stats=stats,
+            )
+        )
+    return records
+
+
 def load_cloze_file(
     path: str | os.PathLike,
     *,
@@ -170,74 +276,8 @@ def load_cloze_file(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    source = source or path.stem
-    groups: dict[tuple, dict] = {}
-    order: list[tuple] = []
-    checked_columns = False
-    for line, row in _read_rows(path, encoding):
-        where = f"{path}:{line}"
-        if not checked_columns:
-            missing = [c for c in (context_column, answer_column) if c not in row]
-            if missing:
-                raise InputError(
-                    f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, row))};"
-                    " set the column names with --context-column/--answer-column)"
-                )
-            checked_columns = True
-        for column in (context_column, answer_column):
-            if column not in row:  # JSONL: every line must carry the keys of the first
-                raise InputError(f"{where}: missing key {column!r}")
-        context = _text(row[context_column], context_column, where).strip()
-        if not context:
-            raise InputError(f"{where}: empty context")
-        answer = _text(row[answer_column], answer_column, where, numbers=True)
-        raw_count = row.get(count_column) if count_column else None
-        count = validate_count(raw_count, where) if raw_count not in (None, "") else 1
-        passage = row.get(passage_column) if passage_column else None
-        if passage not in (None, ""):
-            passage = _text(passage, passage_column, where, numbers=True)
-        key = (passage if passage not in (None, "") else None, context)
-        if key not in groups:
-            groups[key] = {"answers": [], "where": where, "target": None}
-            order.append(key)
-        groups[key]["answers"].append((answer, count))
-        if target_column and row.get(target_column) not in (None, ""):
-            groups[key]["target"] = _text(row[target_column], target_column, where, numbers=True)
-    if not order:
+    columns = _Columns(context_column, answer_column, count_column, passage_column, target_column)
+    groups = _group_answers(path, encoding, columns)
+    if not groups:
         raise InputError(f"{path}: no data rows")
-    # Passage ids: given ones in order of appearance; else contexts extending the previous one share it.
-    passage_ids: dict[tuple, int] = {}
-    named: dict[str, int] = {}
-    previous_context, current = None, 0
-    for key in order:
-        name, context = key
-        if name is not None:
-            passage_ids[key] = named.setdefault(name, len(named) + 1)
-        else:
-            if previous_context is None or not context.startswith(previous_context + " "):
-                current += 1
-            passage_ids[key] = current
-            previous_context = context
-    records, seen_ids = [], set()
-    for key in order:
-        group = groups[key]
-        pid, context = passage_ids[key], key[1]
-        position = len(context.split()) + 1
-        record_id = f"{source}-{pid:02d}-{position:03d}"
-        while record_id in seen_ids:  # two contexts of one passage with the same length
-            record_id += "b"
-        seen_ids.add(record_id)
-        records.append(
-            make_record(
-                record_id=record_id,
-                passage_id=pid,
-                word_position=position,
-                context=context,
-                corpus_word=group["target"],
-                raw_answers=group["answers"],
-                normalizer=normalizer,
-                where=group["where"],
-                stats=stats,
-            )
-        )
-    return records
+    return _make_records(groups, _passage_ids(list(groups)), source or path.stem, normalizer, stats)
