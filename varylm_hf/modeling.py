@@ -273,6 +273,68 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _check_model(source: str, gguf: str | None, name_or_path: str, revision: str | None, allow_pickle: bool) -> bool:
+    """Check the model before loading it: a local folder's config and weights, else the Hub (:func:`_probe_hub`).
+
+    Returns True when the Hub is unreachable but a cached copy exists (then load offline).
+    """
+    local = os.path.isdir(source)
+    if not gguf and local and not (Path(source) / "config.json").exists():
+        raise InputError(f"--model {name_or_path}: folder has no config.json (not a transformers model)")
+    if gguf and local and (Path(source) / gguf).is_file():
+        check_gguf(Path(source) / gguf)
+    elif not gguf and local:
+        _check_local_weights(Path(source), name_or_path, allow_pickle)
+    if local:
+        return False
+    return _probe_hub(source, revision, "--model", weights=True, allow_pickle=allow_pickle, gguf=gguf)
+
+
+def _check_adapter(adapter: str, adapter_revision: str | None, allow_pickle: bool) -> bool:
+    """Check a PEFT adapter before loading it: a local folder's weights, else the Hub (:func:`_probe_hub`).
+
+    Returns True when the Hub is unreachable but a cached copy exists (then load offline).
+    """
+    _check_exists(adapter, "--adapter")
+    if not os.path.isdir(adapter):
+        return _probe_hub(adapter, adapter_revision, "--adapter", weights=False, allow_pickle=True)
+    weights = sorted(Path(adapter).glob("*.safetensors"))
+    for path in weights:
+        check_safetensors(path)
+    if not weights and (Path(adapter) / "adapter_model.bin").is_file() and not allow_pickle:
+        raise InputError(f"--adapter {adapter}: only pickle weights (adapter_model.bin); varylm loads "
+                         "safetensors only: load it once with peft and save_pretrained() it again "
+                         "(writes adapter_model.safetensors), or pass --allow-pickle if you trust the file")
+    return False
+
+
+def _from_pretrained_kwargs(gguf: str | None, revision: str | None, dtype, quantization_config,
+                            trust_remote_code: bool, allow_pickle: bool) -> dict:
+    """The keyword arguments of ``AutoModelForCausalLM.from_pretrained`` (safetensors only unless ``allow_pickle``)."""
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if revision:
+        kwargs["revision"] = revision
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if not gguf and not allow_pickle:
+        kwargs["use_safetensors"] = True
+    return kwargs
+
+
+def _load_adapter(model, adapter: str, adapter_revision: str | None):
+    """``model`` with the PEFT adapter loaded on top; a load failure is one line naming the adapter."""
+    from peft import PeftModel  # heavy: peft; the CLI parser imports this module
+
+    try:
+        return PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
+    except (OSError, ValueError) as err:
+        raise InputError(f"--adapter {adapter}: cannot load it ({_first_line(err)})") from err
+
+
 def load_model_and_tokenizer(
     name_or_path: str,
     *,
@@ -308,44 +370,15 @@ def load_model_and_tokenizer(
         InputError: one line for a bad device, a missing folder, pickle-only or truncated weights, an
             unreachable Hub (naming the id and the endpoint), or any other load failure.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: transformers; the CLI parser imports this module
 
     if quantization_config is None:
         device = resolve_device(device)
     source, gguf = resolve_model_source(name_or_path, gguf_file)
-    kwargs: dict = {"trust_remote_code": trust_remote_code}
-    if gguf:
-        kwargs["gguf_file"] = gguf
-    if revision:
-        kwargs["revision"] = revision
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-    if not gguf and os.path.isdir(source) and not (Path(source) / "config.json").exists():
-        raise InputError(f"--model {name_or_path}: folder has no config.json (not a transformers model)")
-    local = os.path.isdir(source)
-    if gguf and local and (Path(source) / gguf).is_file():
-        check_gguf(Path(source) / gguf)
-    elif not gguf and local:
-        _check_local_weights(Path(source), name_or_path, allow_pickle)
-    if not gguf and not allow_pickle:
-        kwargs["use_safetensors"] = True
-    offline = False
-    if not local:
-        offline = _probe_hub(source, revision, "--model", weights=True, allow_pickle=allow_pickle, gguf=gguf)
+    offline = _check_model(source, gguf, name_or_path, revision, allow_pickle)
     if adapter:
-        _check_exists(adapter, "--adapter")
-        if os.path.isdir(adapter):
-            weights = sorted(Path(adapter).glob("*.safetensors"))
-            for path in weights:
-                check_safetensors(path)
-            if not weights and (Path(adapter) / "adapter_model.bin").is_file() and not allow_pickle:
-                raise InputError(f"--adapter {adapter}: only pickle weights (adapter_model.bin); varylm loads "
-                                 "safetensors only: load it once with peft and save_pretrained() it again "
-                                 "(writes adapter_model.safetensors), or pass --allow-pickle if you trust the file")
-        else:
-            offline = _probe_hub(adapter, adapter_revision, "--adapter", weights=False, allow_pickle=True) or offline
+        offline = _check_adapter(adapter, adapter_revision, allow_pickle) or offline
+    kwargs = _from_pretrained_kwargs(gguf, revision, dtype, quantization_config, trust_remote_code, allow_pickle)
     with _quiet_hub(offline):
         try:
             tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
@@ -353,12 +386,7 @@ def load_model_and_tokenizer(
         except OSError as err:  # not found locally nor on the Hub, offline, bad repo id...
             raise InputError(f"--model {name_or_path}: cannot load it ({_first_line(err)})") from err
         if adapter:
-            from peft import PeftModel
-
-            try:
-                model = PeftModel.from_pretrained(model, adapter, revision=adapter_revision)
-            except (OSError, ValueError) as err:
-                raise InputError(f"--adapter {adapter}: cannot load it ({_first_line(err)})") from err
+            model = _load_adapter(model, adapter, adapter_revision)
     if quantization_config is None:
         model.to(device)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
