@@ -13,7 +13,7 @@ import re
 
 from .errors import InputError, VarylmError
 
-__all__ = ["HubError", "endpoint_url", "hub_errors"]
+__all__ = ["HubError", "connection_failure_reason", "endpoint_url", "hub_errors"]
 
 
 class HubError(VarylmError):
@@ -34,8 +34,12 @@ def _scrub(text: str, token: str | None) -> str:
     return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
 
 
-def _is_connection_error(err: BaseException) -> str | None:
-    """A short reason when ``err`` (or what caused it) is a network failure, else None."""
+def connection_failure_reason(err: BaseException | None) -> str | None:
+    """A short reason when ``err`` (or what caused it) is a network failure, else None.
+
+    "connection refused", "cannot connect", "timed out" or "connection lost"; used for the Hub's errors here and
+    for the model loader's first look-up (:mod:`varylm_hf.modeling`).
+    """
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
@@ -87,7 +91,7 @@ def hub_errors(action: str, repo: str, endpoint: str | None, token: str | None, 
     except (InputError, HubError):
         raise
     except LocalEntryNotFoundError as err:  # offline or unreachable while downloading
-        reason = _is_connection_error(err) or "offline mode or unreachable"
+        reason = connection_failure_reason(err) or "offline mode or unreachable"
         raise HubError(_scrub(f"{action} {repo}: cannot reach the Hub at {where} ({reason}) and no cached copy", token)) from err
     except RevisionNotFoundError as err:
         raise HubError(_scrub(f"{action} {repo}: revision not found on {where}", token)) from err
@@ -109,7 +113,7 @@ def hub_errors(action: str, repo: str, endpoint: str | None, token: str | None, 
         raise HubError(_scrub(msg, token)) from err
     except Exception as err:
         unchanged = state.get("note", "; the repo was not changed") if action == "push" else ""
-        reason = _is_connection_error(err)
+        reason = connection_failure_reason(err)
         if reason is None:
             raise
         raise HubError(_scrub(f"{action} {repo}: cannot reach the Hub at {where} ({reason}){unchanged}; "

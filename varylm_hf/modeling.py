@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ._io import check_gguf, check_safetensors
 from .errors import InputError
+from .hub_errors import connection_failure_reason
 
 __all__ = [
     "OFFLINE_MODEL",
@@ -162,21 +163,6 @@ def _endpoint() -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
-def _connection_reason(err: BaseException) -> str | None:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        name = type(err).__name__
-        if isinstance(err, ConnectionRefusedError) or "ConnectError" in name or "ConnectionError" in name:
-            return "connection refused" if "refused" in str(err).lower() else "cannot connect"
-        if "Timeout" in name or isinstance(err, TimeoutError):
-            return "timed out"
-        if name in ("RemoteProtocolError", "ReadError", "NetworkError", "OfflineModeIsEnabled"):
-            return "connection lost" if name != "OfflineModeIsEnabled" else "offline mode"
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def _cached(repo_id: str, revision: str | None, filename: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -218,7 +204,7 @@ def _probe_hub(repo_id: str, revision: str | None, what: str, *, weights: bool, 
             return True
         raise InputError(f"{what} {repo_id}: the Hub at {where} answered HTTP {status} and there is no cached copy") from None
     except Exception as err:  # noqa: BLE001 - network failures come in many types
-        reason = _connection_reason(err)
+        reason = connection_failure_reason(err)
         if reason is None:
             raise
         if _cached(repo_id, revision, marker):
