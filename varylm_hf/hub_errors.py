@@ -12,6 +12,7 @@ import os
 import re
 
 from .errors import InputError, VarylmError
+from .secrets import redact_text
 
 __all__ = ["HubError", "connection_failure_reason", "endpoint_url", "hub_errors"]
 
@@ -28,8 +29,6 @@ def endpoint_url(endpoint: str | None) -> str | None:
 
 def _scrub(text: str, token: str | None) -> str:
     """Remove any token (given or from the environment, or hf_... shaped) from a message."""
-    from .secrets import redact_text
-
     text = redact_text(text, extra=(token,) if token else ())
     return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
 
@@ -75,8 +74,8 @@ def hub_errors(action: str, repo: str, endpoint: str | None, token: str | None, 
     For a push, ``state["note"]`` (updated by the caller as it goes) says what the failure left on the
     Hub; it defaults to "the repo was not changed".
     """
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
+    from huggingface_hub import constants  # heavy: huggingface_hub; the CLI parser imports this module
+    from huggingface_hub.errors import (  # heavy: huggingface_hub; the CLI parser imports this module
         EntryNotFoundError,
         HfHubHTTPError,
         LocalEntryNotFoundError,

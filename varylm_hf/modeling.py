@@ -87,7 +87,10 @@ def _looks_like_path(text: str) -> bool:
     """True for what can only be a local path, never a Hub id (``namespace/name``)."""
     if os.path.isabs(text) or text.startswith((".", "~")) or "\\" in text or text.endswith("/") or text.count("/") > 1:
         return True
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.utils import (  # heavy: huggingface_hub; the CLI parser imports this module
+        HFValidationError,
+        validate_repo_id,
+    )
 
     try:
         validate_repo_id(text)
@@ -109,7 +112,7 @@ def resolve_device(device: str | None) -> str:
     Raises:
         InputError: an unknown device name, or CUDA/MPS asked for but not available.
     """
-    import torch
+    import torch  # heavy: torch; the CLI parser imports this module
 
     if device is None or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -158,13 +161,13 @@ def _check_local_weights(folder: Path, name_or_path: str, allow_pickle: bool) ->
 
 
 def _endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # heavy: huggingface_hub; the CLI parser imports this module
 
     return constants.ENDPOINT.rstrip("/")
 
 
 def _cached(repo_id: str, revision: str | None, filename: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # heavy: huggingface_hub; the CLI parser imports this module
 
     try:
         return isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str)
@@ -180,8 +183,13 @@ def _probe_hub(repo_id: str, revision: str | None, what: str, *, weights: bool, 
     InputError for an unreachable Hub without a cached copy, a missing repo or revision, and (when
     ``weights``) a repo whose weights are pickles only.
     """
-    from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub import HfApi, constants  # heavy: huggingface_hub; the CLI parser imports this module
+    from huggingface_hub.errors import (  # heavy: huggingface_hub; the CLI parser imports this module
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = _endpoint()
     marker = "adapter_config.json" if what == "--adapter" else (gguf or "config.json")
@@ -223,7 +231,7 @@ def _probe_hub(repo_id: str, revision: str | None, what: str, *, weights: bool, 
 @contextlib.contextmanager
 def _quiet_hub(offline: bool):
     """Silence huggingface_hub's retry warnings; with ``offline``, read only the local cache meanwhile."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # heavy: huggingface_hub; the CLI parser imports this module
 
     logger = logging.getLogger("huggingface_hub")
     level, was_offline = logger.level, constants.HF_HUB_OFFLINE
@@ -242,7 +250,7 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote
 
     The returned tokenizer is a fresh object: nothing the caller already holds is mutated.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers; the CLI parser imports this module
 
     source, gguf = resolve_model_source(name_or_path, gguf_file)
     kwargs = {"trust_remote_code": trust_remote_code}
