@@ -19,7 +19,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import __version__
 from .errors import InputError
+from .secrets import redact_text
 
 __all__ = ["MANIFEST", "STALE_SECONDS", "atomic_folder", "check_replaceable", "check_safetensors", "check_gguf",
            "current_umask"]
@@ -168,8 +170,6 @@ def _clean_stale(out: Path) -> None:
 
 def _redact_text_files(folder: Path) -> None:
     """Rewrite any text file that holds a secret (see :mod:`varylm_hf.secrets`) with it redacted."""
-    from .secrets import redact_text
-
     for root, _dirs, names in os.walk(folder):
         for name in names:
             path = Path(root) / name
@@ -185,8 +185,6 @@ def _redact_text_files(folder: Path) -> None:
 
 
 def _write_manifest(folder: Path) -> None:
-    from . import __version__
-
     files, dirs = _entries(folder)
     (folder / MANIFEST).write_text(json.dumps(
         {"written_by": "varylm-hf", "version": __version__, "files": sorted(files), "dirs": sorted(dirs)},
@@ -312,7 +310,7 @@ def check_gguf(path: str | os.PathLike, what: str | None = None) -> None:
     if magic != b"GGUF":
         raise InputError(f"{name}: not a GGUF file (it does not start with 'GGUF')")
     try:
-        from gguf import GGUFReader
+        from gguf import GGUFReader  # heavy: gguf, optional; the CLI parser and report import this module
     except ImportError:
         return  # transformers needs the gguf package anyway and says so
     try:

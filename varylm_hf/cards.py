@@ -85,7 +85,8 @@ _TAGS = ["varylm", "cloze", "human-label-variation", "next-word-prediction"]
 # ------------------------------------------------------------------------------------ helpers
 def check_hub_id(value: str, what: str = "repo id") -> str:
     """Return ``value`` if it is a valid Hub repo id (``name`` or ``namespace/name``), else raise InputError."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id  # light; kept out of package import
+    # heavy: huggingface_hub; hub (so the CLI) imports this module
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     text = str(value)
     if text == OFFLINE_MODEL:
@@ -136,7 +137,7 @@ def _as_run(run) -> RunFile:
 
 def _render(card: str, card_data, **values) -> str:
     """``ModelCard.from_template(card_data, template_path=<the card's template>, **values)`` as text."""
-    from huggingface_hub import ModelCard  # light; imported when a card is rendered
+    from huggingface_hub import ModelCard  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     with resources.as_file(resources.files(__package__) / "templates" / TEMPLATES[card]) as path:
         return str(ModelCard.from_template(card_data, template_path=str(path), word_rule=describe_word_rule(),
@@ -149,7 +150,7 @@ def render_dataset_card(header: Mapping, **values) -> str:
 
     :func:`varylm_hf.data.hub_folder.render_card` computes both from the splits.
     """
-    from huggingface_hub import DatasetCard, DatasetCardData  # light; imported when a card is rendered
+    from huggingface_hub import DatasetCard, DatasetCardData  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     with resources.as_file(resources.files(__package__) / "templates" / TEMPLATES["dataset"]) as path:
         card = DatasetCard.from_template(DatasetCardData(**header), template_path=str(path), **values)
@@ -177,7 +178,7 @@ def _is_number(value) -> bool:
 # ------------------------------------------------------------------------------------ Hub card
 def _eval_results(summary: dict, dataset: str):
     """The ``model-index``: mean TVD (sampled, or exact for an exact-only run), exact TVD when both, oracle TVD."""
-    from huggingface_hub import EvalResult  # light; imported when a card is rendered
+    from huggingface_hub import EvalResult  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     common = dict(task_type="text-generation", task_name="Next-word prediction (human cloze distribution)",
                   dataset_type=dataset, dataset_name="Provo cloze norms", dataset_split=summary.get("split") or "test")
@@ -225,7 +226,7 @@ def render_model_card(
     hyper-parameters, seeds, evaluation, how to use (with :func:`eval_command`), intended use, limitations and
     citations. ``run`` is a :class:`RunFile` or its dict.
     """
-    from huggingface_hub import ModelCardData  # light; imported when a card is rendered
+    from huggingface_hub import ModelCardData  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     run = _as_run(run)
     base = base_model or run.base_model
@@ -281,7 +282,7 @@ def render_var_card(run: RunFile, output_dir, *, dataset: str = "Provo cloze nor
     ``run`` needs ``base_model``, ``label_mode`` and ``varylm`` (VarTrainingArguments' L_Var options); ``dataset``
     names the training data in the text.
     """
-    from huggingface_hub import ModelCardData  # light; imported when a card is rendered
+    from huggingface_hub import ModelCardData  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     data = ModelCardData(base_model=run.base_model, library_name="transformers", pipeline_tag="text-generation",
                          tags=["varylm", "human-label-variation", "cloze", "next-word-prediction"],
@@ -299,7 +300,7 @@ def render_adapter_card(peft_card: str, run: RunFile, output_dir, *, versions: M
     peft's card (``peft_card``, its text) with base_model, library_name and tags set, and varylm's body;
     ``versions`` maps library -> version.
     """
-    from huggingface_hub import ModelCard  # light; imported when a card is rendered
+    from huggingface_hub import ModelCard  # heavy: huggingface_hub; hub (so the CLI) imports this
 
     data = ModelCard(peft_card).data
     base = run.base_model

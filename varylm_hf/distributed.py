@@ -30,8 +30,8 @@ class Shard:
         """The shard of this process (``WORLD_SIZE`` > 1 starts accelerate's process group)."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()
-        import torch
-        from accelerate import PartialState
+        import torch  # heavy: torch; the CLI imports Shard
+        from accelerate import PartialState  # heavy: accelerate; the CLI imports Shard
 
         state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU (accelerate's default skips it)
         return cls(state.process_index, state.num_processes)
@@ -63,7 +63,7 @@ class Shard:
         """Every process's ``items`` (picklable), sorted by ``key`` (a stable sort; one process: as given)."""
         if self.world == 1:
             return items
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object  # heavy: accelerate; the CLI imports Shard
 
         gathered = gather_object([items])  # one list per process
         return sorted((item for part in gathered for item in part), key=key)
@@ -71,6 +71,6 @@ class Shard:
     def barrier(self) -> None:
         """Wait until the main process has written the run."""
         if self.world > 1:
-            from accelerate import PartialState
+            from accelerate import PartialState  # heavy: accelerate; the CLI imports Shard
 
             PartialState().wait_for_everyone()

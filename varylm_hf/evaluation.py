@@ -28,6 +28,7 @@ real-GPT-2 samples (:mod:`varylm_hf.reference`).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -184,12 +185,11 @@ def exact_word_probs(model, tokenizer, records, *, prompt: str = "auto", one_sho
     response). Each word's probability adds the probabilities of its :func:`surface_forms` under the
     sampler's word rule (forms the tokenizer can only spell with its unknown token are left out).
     """
-    import math
+    import torch  # heavy: torch; gpt2-reference and the reports run without it
 
-    import torch
-
+    # heavy: torch; gpt2-reference and the reports run without it
     from .sampling import build_prompts, encode_prompts, resolve_prompt_style, word_rule_for
-    from .scoring import WordScorer, word_end_masks
+    from .scoring import WordScorer, word_end_masks  # heavy: torch; gpt2-reference and the reports run without it
 
     rule = word_rule_for(normalizer, word_rule)
     style = resolve_prompt_style(tokenizer, prompt)
@@ -320,7 +320,7 @@ def evaluate_model(
 
 def _check_run(sampler: str, mode: str, seeds, records, out_dir, overwrite: bool):
     """``(backend, seeds, records)`` of an :func:`evaluate_model` call, every argument checked (one-line errors)."""
-    from .sampling import get_sampler
+    from .sampling import get_sampler  # heavy: torch; gpt2-reference and the reports run without it
 
     backend = get_sampler(sampler)
     if mode not in MODES:
@@ -365,7 +365,7 @@ def _model_rows(model, tokenizer, records, backend, *, mode: str, seeds: list[in
 def _run_config(tokenizer, *, mode: str, num_samples: int, sampling: dict, strategy: str, sampler: str,
                 config: dict | None) -> dict:
     """The ``config`` of a run's summary: the options as run (prompt style resolved), then ``config``'s fields."""
-    from .sampling import resolve_prompt_style
+    from .sampling import resolve_prompt_style  # heavy: torch; gpt2-reference and the reports run without it
 
     style = resolve_prompt_style(tokenizer, sampling["prompt"])
     return {

@@ -30,10 +30,10 @@ _ORACLE_STYLE = {"color": "0.35", "alpha": 0.35, "label": "Oracle (human vs huma
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # heavy: matplotlib; report (and so the CLI) imports this module
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib; report (and so the CLI) imports this module
 
     return plt
 

@@ -32,6 +32,7 @@ function runs (so it may be set after ``huggingface_hub`` was imported) and the 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class PushResult:
 
 
 def _api(endpoint: str | None, token: str | None):
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # heavy: huggingface_hub; the CLI parser imports this module
 
     return HfApi(endpoint=endpoint_url(endpoint), token=token)
 
@@ -79,7 +80,7 @@ def _push_files(folder: Path, repo_id: str, kind: str, replace: dict[str, bytes]
     Everything is checked before the first request (:func:`varylm_hf.hub_files.plan_upload`); the commit message
     defaults to "Upload varylm <kind>"; a metric's Space is a gradio Space.
     """
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd  # heavy: huggingface_hub; the CLI parser imports this module
 
     repo_type = _REPO_TYPE[kind]
     plan = plan_upload(folder, repo_type, replace=replace, token=token, allow_pickle=allow_pickle,
@@ -274,8 +275,6 @@ def push_eval_summary(repo_id: str, eval_summary, *, commit_message: str | None 
     README.md and ``eval_summary.json`` are committed in one commit (secrets redacted, as in every push).
     An identical second call creates no commit.
     """
-    import tempfile
-
     repo_id = check_hub_id(repo_id)
     summary = read_eval_summary(eval_summary)
     if summary is None:
@@ -307,7 +306,7 @@ def pull(repo_id: str, revision: str | None = None, repo_type: str = "model", *,
     Without ``local_dir`` the files land in the Hugging Face cache (shared with ``from_pretrained``).
     ``repo_type`` is ``model`` (models and adapters), ``dataset`` or ``space`` (metrics).
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # heavy: huggingface_hub; the CLI parser imports this module
 
     repo_id = check_hub_id(repo_id)
     if repo_type not in ("model", "dataset", "space"):
@@ -326,7 +325,7 @@ def resolve_repo_id(name: str, *, endpoint: str | None = None, token: str | None
     Always asks the Hub who the token belongs to, so a missing or refused token is reported now (one-line
     :class:`HubError`), before any training, rather than at the push.
     """
-    from huggingface_hub.errors import LocalTokenNotFoundError
+    from huggingface_hub.errors import LocalTokenNotFoundError  # heavy: huggingface_hub; the CLI parser imports this
 
     name = check_hub_id(name, "--hub_model_id")
     try:
@@ -342,7 +341,7 @@ def adapter_base_model(adapter: str, revision: str | None = None, *, endpoint: s
                        token: str | None = None) -> str:
     """The base model recorded in an adapter (Hub id or folder), as peft reads it (``PeftConfig.from_pretrained``:
     ``base_model_name_or_path``)."""
-    from peft import PeftConfig
+    from peft import PeftConfig  # heavy: peft; the CLI parser imports this module
 
     try:
         if Path(adapter).is_dir():

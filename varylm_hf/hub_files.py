@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ._io import check_safetensors
 from .errors import InputError
+from .secrets import redact_text
 
 __all__ = ["KINDS", "PICKLE_SUFFIXES", "Listing", "UploadPlan", "folder_path", "scan", "local_files", "detect_kind",
            "plan_upload"]
@@ -124,8 +125,6 @@ def plan_upload(folder: Path, repo_type: str, *, replace: dict[str, bytes], toke
     Pickles are refused unless ``allow_pickle``; ``.py`` files only go to Spaces; safetensors headers are checked;
     ``replace`` (path -> bytes, e.g. the generated card) is sent over the folder's file of that name; text holding a secret (``token``, or any :mod:`varylm_hf.secrets` finds) is sent redacted.
     """
-    from .secrets import redact_text
-
     listing = scan(folder, scripts=repo_type == "space", include_checkpoints=include_checkpoints)
     if listing.pickles and not allow_pickle:
         first = listing.pickles[0]

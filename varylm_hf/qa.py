@@ -20,7 +20,10 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from .data.normalize import normalize_word
 from .errors import InputError
+from .metrics import hit_rate
+from .prompts import chat_messages
 
 __all__ = ["QA_INSTRUCTION", "QA_FORMS", "qa_prompt", "load_qa_items", "qa_hit_rate"]
 
@@ -51,8 +54,6 @@ def load_qa_items(path: str | Path | None = None) -> list[dict]:
     Raises:
         InputError: naming the file and line of a malformed item.
     """
-    from .data.normalize import normalize_word
-
     if path is None:
         text = resources.files("varylm_hf").joinpath("data/qa_items.jsonl").read_text(encoding="utf-8")
         name = "varylm_hf/data/qa_items.jsonl"
@@ -112,8 +113,7 @@ def qa_hit_rate(
         ``{"hit_rate": mean over items, "per_item": [{"id", "target", "hit_rate", "samples"}],
         "n_samples", "form", "chat", "seed"}``.
     """
-    from .metrics import hit_rate
-    from .sampling import sample_next_words
+    from .sampling import sample_next_words  # heavy: torch; the CLI parser imports this module
 
     if form not in QA_FORMS:
         raise InputError(f"--qa-form {form}: expected one of {', '.join(QA_FORMS)}")
@@ -143,8 +143,7 @@ def _sample_questions(model, tokenizer, items, n_samples, kw):
 
     Sound only when the tokenizer adds no special tokens of its own (else BOS would be doubled).
     """
-    from .prompts import chat_messages
-    from .sampling import sample_next_words
+    from .sampling import sample_next_words  # heavy: torch; the CLI parser imports this module
 
     if tokenizer("x")["input_ids"] != tokenizer("x", add_special_tokens=False)["input_ids"]:
         raise InputError("--qa-form question: this tokenizer adds special tokens to plain text; not supported yet")

@@ -40,7 +40,7 @@ def reference_gpt2_rows(records, *, seeds: Sequence[int] = (42,), quirks: bool =
     case-sensitive, failures dropped; TVD 0.5 when every sample failed). Only one set of samples
     exists, so every seed reuses it (seeds then vary the oracle split only).
     """
-    from .evaluation import _check_records, score_sampled
+    from .evaluation import _check_records, score_sampled  # cycle: evaluation imports reference
 
     ref = load_reference_samples()
     failure = ref.get("failure_label", "Failed to generate word")

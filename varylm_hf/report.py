@@ -9,11 +9,13 @@ one table and one set of figures. Pure Python apart from the figures (matplotlib
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import figures as _figures  # the module: run_figures is looked up at each call (tests patch it)
 from . import metrics as M
 from ._io import atomic_folder, check_replaceable
 from .errors import InputError
@@ -46,8 +48,6 @@ def summarize(rows: list[dict], *, name: str = "model", seeds: Sequence[int] | N
     contexts of one seed (the first). Headline keys: ``mean_tvd`` (sampled if run, else exact),
     ``oracle_tvd``, ``mean_tvd_exact`` and ``failure_rate`` when available.
     """
-    import importlib.metadata as md
-
     sampled = [r for r in rows if r["mode"] == "sampled"]
     exact = [r for r in rows if r["mode"] == "exact"]
     if seeds is None:
@@ -170,9 +170,7 @@ def write_run(out_dir, rows: list[dict], summary: dict, *, figures: bool = True,
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / TABLE_FILE).write_text(markdown_table([summary]), encoding="utf-8")
         if figures:
-            from .figures import run_figures
-
-            run_figures({summary["name"]: rows}, tmp)
+            _figures.run_figures({summary["name"]: rows}, tmp)
     return path
 
 
@@ -228,7 +226,5 @@ def compare_runs(paths: Sequence, out_dir=None, *, names: Sequence[str] | None =
                 {"runs": [{"name": s["name"], "path": str(p)} for s, p in zip(summaries, paths)],
                  "summaries": summaries}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             if figures:
-                from .figures import run_figures
-
-                run_figures(runs, tmp)
+                _figures.run_figures(runs, tmp)
     return table

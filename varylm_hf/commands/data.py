@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
+from pathlib import Path
 
+from ..data import RECORD_KEYS, Normalizer, build_dataset_folder, load_cloze, load_cloze_file, load_provo, summarize
 from ..errors import InputError
 from . import check_out_writable
 from . import seed as seed_type
@@ -41,8 +44,6 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
     """Load the records chosen by :func:`add_source_arguments` and split them; returns ``(splits, meta)``."""
-    from ..data import Normalizer, load_cloze, load_cloze_file, load_provo
-
     normalizer = Normalizer(lowercase=not args.keep_case, strip_punctuation=not args.keep_punctuation)
     stats: Counter = Counter()
     if getattr(args, "dataset", None):
@@ -86,8 +87,6 @@ def load_splits(args) -> tuple[dict[str, list[dict]], dict]:
 
 
 def _print_summary(splits: dict[str, list[dict]]) -> None:
-    from ..data import summarize
-
     cols = ["split", "passages", "contexts", "answers", "answers_per_context", "distinct_per_context"]
     rows = summarize(splits)
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
@@ -98,8 +97,6 @@ def _print_summary(splits: dict[str, list[dict]]) -> None:
 
 def cmd_build(args) -> int:
     """Write the dataset folder and print its summary."""
-    from ..data import build_dataset_folder
-
     check_out_writable(args.out)  # before reading anything
     splits, meta = load_splits(args)
     out = build_dataset_folder(args.out, splits, meta=meta, overwrite=args.overwrite)
@@ -110,11 +107,7 @@ def cmd_build(args) -> int:
 
 def _check_dataset_folder(folder) -> None:
     """A folder written by ``varylm data build``: readable ``data/*.parquet`` files holding cloze records."""
-    from pathlib import Path
-
-    import pyarrow.parquet as pq
-
-    from ..data import RECORD_KEYS
+    import pyarrow.parquet as pq  # heavy: pyarrow; the CLI parser imports this
 
     files = sorted(Path(folder).glob("data/*.parquet"))
     if not files:
@@ -135,9 +128,7 @@ def _check_dataset_folder(folder) -> None:
 def cmd_summary(args) -> int:
     """Print counts per split of a dataset folder, or of the chosen source."""
     if args.dir:
-        import os
-
-        from datasets import load_dataset
+        from datasets import load_dataset  # heavy: datasets; the CLI parser imports this
 
         if not os.path.isdir(args.dir):
             raise InputError(f"{args.dir}: no such dataset folder (build one with `varylm data build --out {args.dir}`)")

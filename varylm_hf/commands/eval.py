@@ -12,25 +12,34 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
 
+from ..data import load_cloze
 from ..errors import InputError
+from ..hub import adapter_base_model
+from ..metrics import mean_sd
+from ..modeling import load_model_and_tokenizer
+from ..options import PROMPT_STYLES, STRATEGIES
+from ..prompts import one_shot_example
+from ..qa import load_qa_items, qa_hit_rate
+from ..reference import reference_gpt2_rows
+from ..report import ROWS_FILE, SUMMARY_FILE, _check_out_dir, compare_runs, markdown_table, summarize, write_run
 from . import add_model_arguments, check_out_writable, non_negative_int, positive_float, positive_int, top_p
 from . import limit as limit_type
 from . import seed as seed_type
+from .data import add_source_arguments, load_splits
 
 
 def register(subparsers) -> None:
     """Add ``varylm eval`` and its commands."""
-    from ..options import PROMPT_STYLES, STRATEGIES
-
     parser = subparsers.add_parser("eval", help="evaluate next-word distributions against humans (TVD)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
     sub.required = True
 
     run = sub.add_parser("run", help="sample and/or score a model on a split; write rows, summary, table, figures")
-    from .data import add_source_arguments
-
     add_model_arguments(run, model_help="Hub id, local folder, .gguf file, or smollm2-gguf (offline); "
                         "default with --adapter: the adapter's base model")
     add_source_arguments(run)
@@ -101,11 +110,6 @@ def _check_run(path) -> None:
     The summary must be a UTF-8 JSON object with the keys ``varylm eval run`` writes; each row of
     the rows file a JSON object with a ``mode`` and the values the table and figures read.
     """
-    import json
-    from pathlib import Path
-
-    from ..evaluation import ROWS_FILE, SUMMARY_FILE
-
     p = Path(path)
     folder = p.parent if p.name == SUMMARY_FILE else p
     summary_file, rows_file = folder / SUMMARY_FILE, folder / ROWS_FILE
@@ -160,8 +164,7 @@ def _check_run(path) -> None:
 
 def cmd_run(args) -> int:
     """``varylm eval run``: load the model and data, evaluate, write the run, print the table."""
-    from ..evaluation import evaluate_model, markdown_table
-    from .data import load_splits
+    from ..evaluation import evaluate_model  # heavy: tqdm; the CLI parser imports this
 
     check_out_writable(args.out)  # before any compute: a run must not die at its last step
     args.limit = args.limit or None  # 0 means all, as in every command
@@ -169,8 +172,6 @@ def cmd_run(args) -> int:
     if args.model is None:
         if not args.adapter:
             raise InputError("--model is required (or give --adapter to use the adapter's base model)")
-        from ..hub import adapter_base_model
-
         args.model = adapter_base_model(args.adapter, args.revision)
     if args.task == "qa":
         return _run_qa(args)
@@ -180,12 +181,9 @@ def cmd_run(args) -> int:
         raise InputError(f"--subset {args.subset}: no contexts in this split")
     one_shot = None
     if args.prompt == "one_shot":
-        from ..prompts import one_shot_example
-
         one_shot = one_shot_example(splits["train"], seed=args.one_shot_seed)
     # everything about the inputs is checked before the (slow) model load
-    from ..evaluation import _check_out_dir
-    from ..sampling import get_sampler
+    from ..sampling import get_sampler  # heavy: torch; the CLI parser imports this
 
     _check_out_dir(args.out, args.overwrite)
     get_sampler(args.sampler)  # an unknown backend stops here, before the model load
@@ -207,11 +205,9 @@ def cmd_run(args) -> int:
 
 
 def _load(args):
-    from ..modeling import load_model_and_tokenizer
-
     dtype = None
     if args.dtype:
-        import torch
+        import torch  # heavy: torch; the CLI parser imports this
 
         dtype = getattr(torch, args.dtype)
     return load_model_and_tokenizer(
@@ -222,14 +218,6 @@ def _load(args):
 
 def _run_qa(args) -> int:
     """``varylm eval run --task qa``: hit rate over the QA items, one run per seed."""
-    import json
-    import os
-    from pathlib import Path
-
-    from ..evaluation import _check_out_dir
-    from ..metrics import mean_sd
-    from ..qa import load_qa_items, qa_hit_rate
-
     _check_out_dir(args.out, args.overwrite)
     items = load_qa_items()
     items = items[: args.limit] if args.limit else items
@@ -257,8 +245,6 @@ def _run_qa(args) -> int:
 
 def cmd_compare(args) -> int:
     """``varylm eval compare``: one table for several runs."""
-    from ..evaluation import compare_runs
-
     check_out_writable(args.out)
     for path in args.runs:
         _check_run(path)
@@ -271,9 +257,6 @@ def cmd_compare(args) -> int:
 
 def cmd_gpt2_reference(args) -> int:
     """``varylm eval gpt2-reference``: the real GPT-2 samples and the oracle on the paper's test split."""
-    from ..data import load_cloze
-    from ..evaluation import _check_out_dir, markdown_table, reference_gpt2_rows, summarize, write_run
-
     if args.out:
         check_out_writable(args.out)
         _check_out_dir(args.out, args.overwrite)

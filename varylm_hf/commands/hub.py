@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub import pull, push
+
 _PUSH_EPILOG = """\
 examples:
   varylm push runs/gpt2-var/checkpoint-final  me/gpt2-provo-var
@@ -63,8 +65,6 @@ def register(subparsers) -> None:
 
 def run_push(args) -> int:
     """``varylm push FOLDER REPO_ID``."""
-    from ..hub import push
-
     kwargs = {"private": args.private, "commit_message": args.message, "allow_pickle": args.allow_pickle,
               "include_checkpoints": args.include_checkpoints}
     if args.kind in ("auto", "model", "adapter"):
@@ -82,8 +82,6 @@ def run_push(args) -> int:
 
 def run_pull(args) -> int:
     """``varylm pull REPO_ID``."""
-    from ..hub import pull
-
     path = pull(args.repo_id, revision=args.revision, repo_type=args.repo_type, local_dir=args.local_dir)
     print(path)
     return 0

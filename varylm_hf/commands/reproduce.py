@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..reproduce import CONDITIONS, EVAL_MODES, ReproduceConfig
+from ..distributed import Shard
+from ..options import RECIPES, STRATEGIES
+from ..options import TRAINING_DEFINITIONS as DEFINITIONS
+from ..reproduce import CONDITIONS, EVAL_MODES, ModelRunner, ReproduceConfig, run_grid
 from . import check_out_writable, positive_float, positive_int
 from . import limit as limit_type
 from . import seed as seed_type
@@ -13,9 +16,6 @@ from . import seed as seed_type
 
 def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
     """Flags mapping onto :class:`ReproduceConfig` (shared by ``reproduce`` and ``demo``)."""
-    from ..options import RECIPES, STRATEGIES
-    from ..options import TRAINING_DEFINITIONS as DEFINITIONS
-
     parser.add_argument("--model", default=defaults.model, help=f"Hub id, folder, .gguf file or smollm2-gguf (default: {defaults.model})")
     parser.add_argument("--dataset", default=defaults.dataset,
                         help="a cloze dataset in the Hub layout: a folder of `varylm data build` or a Hub id such as "
@@ -92,9 +92,6 @@ def config_from_args(args) -> ReproduceConfig:
 
 def run_and_report(config: ReproduceConfig) -> int:
     """Run the grid with real models and print the tables; exit status 1 if a cell failed."""
-    from ..evaluation import Shard
-    from ..reproduce import ModelRunner, run_grid
-
     config.validate()
     status = run_grid(config, ModelRunner(config))
     if not Shard.current().is_main:  # torchrun / accelerate launch: the main process reports

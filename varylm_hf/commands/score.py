@@ -25,9 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import metrics as M
+from ..conditioning import first_token_id
+from ..data import load_cloze
+from ..data.normalize import Normalizer
+from ..distributed import Shard
 from ..errors import InputError
+from ..options import BOUNDARIES, STRATEGIES
 from . import add_model_arguments, positive_int
 from . import limit as limit_type
+from .eval import _load as load_from_args  # one reading of --model/--adapter/--dtype/--device
 
 SPLITS = ("test", "validation", "train", "all")
 #: Columns of ``varylm score --dataset`` (context rows; ``--answers`` adds rows of kind ``answer``).
@@ -38,8 +45,6 @@ DATASET_COLUMNS = ("kind", "id", "passage_id", "word_position", "corpus_word", "
 
 def register(subparsers) -> None:
     """Add ``varylm score``."""
-    from ..options import BOUNDARIES, STRATEGIES
-
     p = subparsers.add_parser("score", help="per-word surprisal tables (cloze contexts or running text) as TSV",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p, required=True)
@@ -122,15 +127,11 @@ def _umask() -> int:
 
 
 def _load(args):
-    from .eval import _load as load_from_args  # one reading of --model/--adapter/--dtype/--device
-
     return load_from_args(args)
 
 
 def load_records(dataset: str | None, split: str) -> list[dict]:
     """Cloze records of ``split`` from a ``varylm data build`` folder, or from the packaged Provo (paper split)."""
-    from ..data import load_cloze
-
     splits = load_cloze(dataset)
     if split == "all":
         return [r for name in ("train", "validation", "test") for r in splits.get(name, [])]
@@ -151,10 +152,8 @@ def score_dataset(model, tokenizer, records, *, answers: bool = False, bos="auto
     the sampler produce; ``eow`` summed over the surface forms, as exact TVD does). ``model_human_mass`` is
     ``sum_{w in H} q_eow(w)``, ``exact_tvd`` and ``human_entropy`` (bits) as in ``varylm eval run --mode exact``.
     """
-    from .. import metrics as M
-    from ..data.normalize import Normalizer
-    from ..evaluation import _passage_runs, exact_word_probs
-    from ..scoring import word_logprobs
+    from ..evaluation import _passage_runs, exact_word_probs  # heavy: tqdm; the CLI parser imports this
+    from ..scoring import word_logprobs  # heavy: torch; the CLI parser imports this
 
     norm = Normalizer()
     corpus = [(r.get("corpus_word") or "").strip() for r in records]
@@ -222,17 +221,13 @@ def cmd_score(args) -> int:
     if args.text and args.answers:
         raise InputError("--answers needs cloze contexts (--dataset or the packaged Provo), not --text")
     limit = args.limit or None
-    from ..evaluation import Shard
-
     shard = Shard.current()  # under torchrun / accelerate launch: this process's part; rows gathered on the main
     if args.text:
-        from ..surprisal import TEXT_COLUMNS, read_texts, text_surprisals
+        from ..surprisal import TEXT_COLUMNS, read_texts, text_surprisals  # heavy: torch; the CLI parser imports this
 
         texts = read_texts(args.text)
         texts = texts[:limit] if limit else texts
         model, tokenizer = _load(args)
-        from ..conditioning import first_token_id
-
         first_token_id(tokenizer, args.bos)  # a bad --bos stops here, before any compute
         t0 = time.perf_counter()
         # several processes: texts dealt round-robin (an empty text keeps its text_id and yields no rows)
@@ -260,8 +255,6 @@ def cmd_score(args) -> int:
             if not r.get("answers") or not r.get("num_answers"):
                 raise InputError(f"record {r.get('id', i)}: no human answers")
         model, tokenizer = _load(args)
-        from ..conditioning import first_token_id
-
         first_token_id(tokenizer, args.bos)
         t0 = time.perf_counter()
         order = {str(r.get("id", i)): i for i, r in enumerate(records)}

@@ -41,7 +41,7 @@ _YAML_FEATURES = [
 
 def features():
     """The ``datasets.Features`` of a cloze record (``answers`` as a ``List`` of structs)."""
-    from datasets import Features, List, Value
+    from datasets import Features, List, Value  # heavy: datasets; the CLI parser imports varylm_hf.data
 
     return Features(
         {
@@ -59,7 +59,7 @@ def features():
 
 def to_datasetdict(splits: dict[str, list[dict]]):
     """``{"train": records, ...}`` -> ``datasets.DatasetDict`` (empty splits are left out)."""
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict  # heavy: datasets; the CLI parser imports varylm_hf.data
 
     feats = features()
     return DatasetDict(
@@ -85,9 +85,7 @@ def load_cloze_dataset(name_or_path: str, revision: str | None = None) -> dict[s
     Raises:
         InputError: no such folder or repo, or not a cloze dataset (one line, naming it).
     """
-    import os
-
-    from datasets import load_dataset
+    from datasets import load_dataset  # heavy: datasets; the CLI parser imports varylm_hf.data
 
     where = f"--dataset {name_or_path}"
     if not os.path.isdir(name_or_path) and name_or_path.count("/") != 1:
@@ -214,7 +212,7 @@ def render_card(splits: dict[str, list[dict]], *, meta: dict | None = None, num_
         "mean_answers": f"{total / n:.2f}" if n else "0",
         "mean_distinct": f"{sum(len(r['answers']) for r in all_recs) / n:.2f}" if n else "0",
     }
-    from ..cards import render_dataset_card  # cards imports data: imported here to keep the graph acyclic
+    from ..cards import render_dataset_card  # cycle: cards imports data (data.labels, data.words)
 
     return render_dataset_card(header, **values)
 

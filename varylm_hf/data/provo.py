@@ -161,7 +161,7 @@ def read_official_csv(
         ``(passages, rows)`` for :func:`build_records`. The passage text of each Text_ID is the
         largest of its ``Text`` values (passage 27 comes in two spellings).
     """
-    import pandas as pd
+    import pandas as pd  # heavy: pandas; the CLI parser imports varylm_hf.data
 
     path = Path(path)
     if not path.is_file():

@@ -46,7 +46,7 @@ def train_test_split_ids(ids: Sequence, test_size: float, seed: int, *, name: st
     Returns ``(train, test)`` in the shuffled order scikit-learn returns them. ``name`` is the
     argument that errors name (``passage_split`` passes ``"validation_size"`` for its second split).
     """
-    import numpy as np
+    import numpy as np  # heavy: numpy; the CLI parser imports varylm_hf.data (paper split needs none)
 
     _check_fraction(test_size, name)
     _check_seed(seed)
