@@ -34,6 +34,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .conditioning import first_token_id
 from .data.words import DEFAULT_WORD_RULE, WordRule
@@ -125,8 +126,6 @@ def text_surprisals(model, tokenizer, texts: Sequence[str], *, bos: str | None =
             further window (default ``window // 2``).
         progress: show a progress bar (default: more than one text).
     """
-    from tqdm.auto import tqdm
-
     first = first_token_id(tokenizer, bos)
     if first is None:
         raise InputError("running text needs a first token to condition the first word on (--bos auto or a token)")

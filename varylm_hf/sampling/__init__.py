@@ -16,6 +16,7 @@ until its first word is decided and cut to that word by the one word rule
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -87,8 +88,6 @@ def get_sampler(name: str):
     if backend is None:
         raise InputError(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
     if isinstance(backend, str):
-        import importlib
-
         module, _, attr = backend.partition(":")
         backend = getattr(importlib.import_module(module), attr)
     return backend

@@ -6,7 +6,10 @@ same word cut, every context prefilled ``num_samples`` times.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+
+import torch
 
 from ..errors import InputError
 from .outcome import _decode_after, word_from_continuation, word_rule_for
@@ -16,8 +19,6 @@ from .shared_prefix import sample_next_words
 
 def _options_of(fn, options: dict) -> dict:
     """``options`` completed with ``fn``'s keyword defaults; an unknown name is a one-line error."""
-    import inspect
-
     params = {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
     unknown = sorted(set(options) - set(params))
     if unknown:
@@ -35,8 +36,6 @@ def naive_sample_next_words(model, tokenizer, contexts: Sequence[str], num_sampl
     cutting), but every context is prefilled ``num_samples`` times and all ``max_new_tokens`` are generated.
     Kept for the benchmark and as a cross-check; use :func:`sample_next_words`.
     """
-    import torch
-
     o = _options_of(sample_next_words, options)
     if o["return_texts"]:
         raise InputError("the naive sampler returns words only (return_texts is for sample_next_words)")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ..errors import InputError
 from ..options import PROMPT_STYLES
 from ..prompts import chat_messages, instruction_prompt, one_shot_prompt
-from ..scoring import context_token_ids
+from ..scoring import _model_max_positions, context_token_ids
 
 
 def resolve_prompt_style(tokenizer, prompt: str = "auto") -> str:
@@ -83,8 +83,6 @@ def _fit_positions(model, encoded: list[list[int]], max_new_tokens: int, keep_fi
     ``keep_first`` keeps the first token (a plain context's document separator/BOS), as the word
     scorer does; a chat prompt is cut as it is (a prompt that long is a user error the model reports).
     """
-    from ..scoring import _model_max_positions
-
     limit = _model_max_positions(model)
     if limit is None:
         return encoded

@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from ..data.normalize import Normalizer
 from ..data.words import WordRule
 from .outcome import _decode_after, lead_of, word_from_continuation, word_rule_for
@@ -21,8 +24,6 @@ from .prompts import _check_sampling_args, _encode_for_sampling, context_seed
 
 def _filter_logits(logits, temperature: float, top_k: int, top_p: float):
     """Temperature, top-k and nucleus filtering of ``logits`` (rows, vocab) -> probabilities."""
-    import torch
-
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
@@ -85,8 +86,6 @@ def sample_next_words(
         ``words``: one list of ``num_samples`` normalised words per context (``NO_WORD`` for a
         failure), or ``(words, texts)`` with ``return_texts=True``.
     """
-    import torch
-
     _check_sampling_args(num_samples, max_new_tokens, temperature, top_k, top_p, batch_size)
     style, encoded, eos, pad_id = _encode_for_sampling(model, tokenizer, contexts, prompt, one_shot_example,
                                                        max_new_tokens, bos)
@@ -101,8 +100,6 @@ def sample_next_words(
     texts: list[list[str]] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(contexts), desc="sampling", unit="ctx")
     try:
         for start in range(0, len(contexts), batch_size):
@@ -140,8 +137,6 @@ class _Decoding:
 
 
 def _sample_batch(model, batch_ids, gens, spec: _Decoding):
-    import torch
-
     tokenizer, S, max_new_tokens, eos, pad_id, device = (spec.tokenizer, spec.num_samples, spec.max_new_tokens,
                                                          spec.eos, spec.pad_id, spec.device)
     anchors = [ids[-1] for ids in batch_ids]

@@ -4,12 +4,13 @@ space-marker rule; cached per tokenizer."""
 
 from __future__ import annotations
 
+import string
 import weakref
 from dataclasses import dataclass
 
 import torch
 
-from ..data.words import DEFAULT_WORD_RULE, WordRule
+from ..data.words import DEFAULT_WORD_RULE, WordRule, _is_word_char
 from ..errors import InputError
 
 _END_MASKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -202,8 +203,6 @@ def pm_boundary(tokenizer, vocab_size: int | None = None) -> tuple[WordEnd, Word
 
     ``vocab_size``: the model's logits size (default ``len(tokenizer)``).
     """
-    import string
-
     n = vocab_size or len(tokenizer)
     try:
         cached = _PM_CACHE.get(tokenizer, {}).get(n)
@@ -241,8 +240,6 @@ def pm_boundary(tokenizer, vocab_size: int | None = None) -> tuple[WordEnd, Word
 def wordrule_begin(tokenizer, vocab_size: int | None = None, rule: WordRule = DEFAULT_WORD_RULE) -> WordBegin:
     """``S`` under the sampler's word rule: row 0 the tokens that open a word after a context (one space,
     then a letter or digit), row 1 the tokens that open one at the start of a text (a letter or digit)."""
-    from ..data.words import _is_word_char
-
     n = vocab_size or len(tokenizer)
     m = min(n, len(tokenizer))
     texts = _token_texts(tokenizer, m)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data.words import DEFAULT_WORD_RULE, WordRule
 from ..errors import InputError
@@ -60,8 +61,6 @@ class WordScorer:
 
     def score_ids(self, context_ids, word_ids, *, text_start=None, progress: bool | None = None) -> list[torch.Tensor]:
         """Log q(w|c) for token ids, in batches of ``batch_size`` contexts (default 16; ``pair``: all at once)."""
-        from tqdm.auto import tqdm
-
         step = self.batch_size or 16
         chunks = range(0, len(context_ids), step) if self.strategy != "pair" else [0]
         text_start = list(text_start) if text_start is not None else [False] * len(context_ids)

@@ -55,7 +55,7 @@ def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size, begin
 
 def _score_context(model, context_ids, word_ids, eow, start_mask, begin=None, begin_cls=None):
     """The ``context`` strategy: one forward per context, then its words as one batch reusing the KV cache."""
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # heavy: transformers; scoring imports only torch
 
     dtype, device = _model_dtype_device(model)
     params = _forward_params(model)

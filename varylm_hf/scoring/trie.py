@@ -144,7 +144,7 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
     Attention then costs (branch tokens x (trunk + chunk)) instead of (all nodes)^2, and no trunk token is
     computed twice. Equal to one forward over the whole trie (``_score_tree``) up to float rounding.
     """
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # heavy: transformers; scoring imports only torch
 
     dtype, device = _model_dtype_device(model)
     params = _forward_params(model)

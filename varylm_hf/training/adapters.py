@@ -14,10 +14,11 @@ The settings come as TRL's :class:`~trl.ModelConfig` (:func:`paper_model_config`
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 
 from ..errors import InputError
-from ..modeling import unmark_gguf_quantization
+from ..modeling import load_model_and_tokenizer, resolve_model_source, unmark_gguf_quantization
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -57,7 +58,7 @@ def lora_config(
     an :class:`InputError` then names what to pass instead); peft's ``"all-linear"`` is kept as it is.
     ``kwargs`` (``use_rslora``, ``use_dora``, ``modules_to_save``...) go to ``LoraConfig``.
     """
-    from peft import LoraConfig
+    from peft import LoraConfig  # heavy: peft; reproduce (so the CLI) imports this module
 
     targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if model is not None and targets != ["all-linear"]:
@@ -83,7 +84,7 @@ PAPER_MODEL_CONFIG = {"use_peft": True, "lora_r": 8, "lora_alpha": 16, "lora_dro
 
 def paper_model_config(**overrides):
     """TRL's :class:`~trl.ModelConfig` with :data:`PAPER_MODEL_CONFIG`, ``overrides`` on top."""
-    from trl import ModelConfig
+    from trl import ModelConfig  # heavy: trl; reproduce (so the CLI) imports this module
 
     return ModelConfig(**{**PAPER_MODEL_CONFIG, **overrides})
 
@@ -131,7 +132,7 @@ def qlora_compute_dtype(device: str | None = None):
     CPU without AVX512-BF16 and gives gradients identical to those of the dequantised
     float32 model (docs/qlora.md). ``device`` defaults to CUDA when available.
     """
-    import torch
+    import torch  # heavy: torch; reproduce (so the CLI) imports this module
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -145,8 +146,8 @@ def qlora_quantization_config(compute_dtype="bfloat16"):
     bfloat16 by default (the paper); ``"auto"`` picks bfloat16 on CUDA and float32 on CPU
     (:func:`qlora_compute_dtype`); a ``torch.dtype`` or one of :data:`QLORA_COMPUTE_DTYPES`.
     """
-    import torch
-    from transformers import BitsAndBytesConfig
+    import torch  # heavy: torch; reproduce (so the CLI) imports this module
+    from transformers import BitsAndBytesConfig  # heavy: transformers; reproduce (so the CLI) imports this module
 
     if isinstance(compute_dtype, str):
         if compute_dtype not in QLORA_COMPUTE_DTYPES:
@@ -165,7 +166,7 @@ def qlora_quantization_config(compute_dtype="bfloat16"):
 def qlora_available() -> tuple[bool, str]:
     """Whether QLoRA can run here: ``(ok, reason)``. bitsandbytes is an optional extra (``.[qlora]``)."""
     try:
-        import bitsandbytes
+        import bitsandbytes  # heavy: bitsandbytes, optional (.[qlora])
     except Exception as err:  # ImportError, or a broken native library
         return False, f"bitsandbytes is not usable ({type(err).__name__}); install varylm-hf[qlora]"
     return True, f"bitsandbytes {bitsandbytes.__version__}"
@@ -183,7 +184,7 @@ def apply_cpu_4bit_workaround(model) -> int:
     Call it right after loading: :func:`load_qlora_model` and :func:`train_instruct` do.
     """
     try:
-        import bitsandbytes as bnb
+        import bitsandbytes as bnb  # heavy: bitsandbytes, optional (.[qlora])
     except Exception:
         return 0
     n = restored = 0
@@ -192,7 +193,7 @@ def apply_cpu_4bit_workaround(model) -> int:
             module.support_avx512bf16_for_cpu = False
             state = getattr(module.weight, "quant_state", None)
             if state is not None and getattr(state, "packing_format_for_cpu", False):
-                from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+                from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse  # heavy: bitsandbytes
 
                 module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
                     module.weight.data, state
@@ -208,7 +209,7 @@ def apply_cpu_4bit_workaround(model) -> int:
 def compute_dtype_4bit(model):
     """The compute dtype of a model's 4-bit layers (``None`` if it has none)."""
     try:
-        import bitsandbytes as bnb
+        import bitsandbytes as bnb  # heavy: bitsandbytes, optional (.[qlora])
     except Exception:
         return None
     for module in model.modules():
@@ -248,11 +249,7 @@ def load_qlora_model(name_or_path: str, *, gguf_file: str | None = None, revisio
     bitsandbytes is not usable (check :func:`qlora_available` first to fall back to LoRA).
     ``trust_remote_code`` as in :func:`~varylm_hf.modeling.load_model_and_tokenizer` (off).
     """
-    import tempfile
-
-    from transformers import AutoModelForCausalLM
-
-    from ..modeling import load_model_and_tokenizer, resolve_model_source
+    from transformers import AutoModelForCausalLM  # heavy: transformers; reproduce (so the CLI) imports this module
 
     ok, reason = qlora_available()
     if not ok:

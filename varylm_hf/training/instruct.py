@@ -18,9 +18,16 @@ the recipes' options); adapters are LoRA or QLoRA from TRL's ``ModelConfig`` (:m
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from pathlib import Path
+
+import peft
+import transformers
+from peft import get_peft_model, prepare_model_for_kbit_training
+from transformers.trainer_utils import IntervalStrategy
+from trl import SFTTrainer
 
 from ..cards import RUN_CONFIG_FILE, RunFile, render_adapter_card
 from ..errors import InputError
@@ -52,8 +59,6 @@ def make_sft_trainer(model, tokenizer, train_dataset, eval_dataset=None, args=No
     ``peft_config`` (e.g. :func:`~varylm_hf.training.adapters.lora_config`) wraps the
     model in a fresh adapter (omit it for a model that is already a PeftModel).
     """
-    from trl import SFTTrainer
-
     if isinstance(model, str):
         raise InputError("`model`: pass a loaded model (varylm_hf.modeling.load_model_and_tokenizer), not a name")
     unmark_gguf_quantization(model)
@@ -77,10 +82,6 @@ def make_sft_trainer(model, tokenizer, train_dataset, eval_dataset=None, args=No
 
 def _training_args(config: VarSFTConfig, **changes) -> VarSFTConfig:
     """A copy of ``config`` with fields the data decides (the Trainer's arguments; ``config`` is left as it is)."""
-    import copy
-
-    from transformers.trainer_utils import IntervalStrategy
-
     args = copy.copy(config)
     for name, value in changes.items():
         setattr(args, name, value)
@@ -106,8 +107,6 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: V
     ``config.output_dir``. Returns the trainer (``trainer.model`` is the PeftModel,
     ``trainer.state.log_history`` the losses).
     """
-    from peft import get_peft_model
-
     config = config if config is not None else VarSFTConfig()
     if config.push_to_hub:
         raise InputError("--push_to_hub: push the saved adapter with varylm_hf.hub.push_adapter (`varylm push`); the "
@@ -120,8 +119,6 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: V
     peft_cfg = lora_config_from(model_config if model_config is not None else paper_model_config(), model)
     extra = dict(config.run_extra or {})
     if in_4bit:
-        from peft import prepare_model_for_kbit_training
-
         apply_cpu_4bit_workaround(model)  # before any forward: undo a repacking done by an earlier eval
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_on_cuda())
         extra["bnb_4bit_compute_dtype"] = str(compute_dtype_4bit(model)).replace("torch.", "")
@@ -186,9 +183,6 @@ def save_adapter(model, tokenizer, output_dir: str, config: VarSFTConfig, train_
     The card's ``base_model`` is ``config.base_model_id`` (a Hub id, so that
     ``AutoPeftModelForCausalLM`` can fetch the base), falling back to the model's own name.
     """
-    import peft
-    import transformers
-
     extra = config.run_extra if extra is None else extra
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def sft_rows(records: Iterable[Mapping], label_mode: str = "all") -> list[dict]:
 
 def build_sft_dataset(records: Iterable[Mapping], label_mode: str = "all"):
     """:func:`sft_rows` as a :class:`datasets.Dataset` (columns prompt, completion, id)."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: datasets; reproduce (so the CLI) imports this module
 
     rows = sft_rows(records, label_mode)
     if not rows:
@@ -117,7 +117,7 @@ def var_units(records: Iterable[Mapping], tokenizer, label_mode: str = "all", ma
 
 def build_var_dataset(records: Iterable[Mapping], tokenizer, label_mode: str = "all"):
     """:func:`var_units` as a :class:`datasets.Dataset`."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: datasets; reproduce (so the CLI) imports this module
 
     units = var_units(records, tokenizer, label_mode)
     if not units:
@@ -126,7 +126,7 @@ def build_var_dataset(records: Iterable[Mapping], tokenizer, label_mode: str = "
 
 
 def _on_cuda() -> bool:
-    import torch
+    import torch  # heavy: torch; reproduce (so the CLI) imports this module
 
     return torch.cuda.is_available()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from trl import SFTConfig
 
 from ..data.labels import LABEL_MODES as _ALL_LABEL_MODES
@@ -29,8 +30,6 @@ _DERIVED_HELP = ("Derived from --batch_size and --per_device_batch_size (augment
 
 
 def _bf16_ok() -> bool:
-    import torch
-
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 

@@ -16,12 +16,14 @@ stock :class:`transformers.Trainer`.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import Trainer, TrainingArguments
 
 from ..cards import RUN_CONFIG_FILE, RunFile, render_var_card
@@ -280,8 +282,6 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
                  command: str | None = None, extra_config: dict | None = None) -> Path:
     """Save model (safetensors), tokenizer, ``varylm_run.json`` (a :class:`~varylm_hf.cards.RunFile`) and the
     model card to ``output_dir``; ``extra_config`` adds (or replaces) top-level run-file keys."""
-    import transformers
-
     out = Path(output_dir)
     trainer.save_model(str(out))  # model + tokenizer (processing_class), safetensors
     if not trainer.is_world_process_zero():
@@ -307,8 +307,6 @@ def save_var_run(trainer: VarTrainer, output_dir, *, base_model: str, split: str
     run.write(out)  # secrets redacted, as in the card
     (out / "README.md").write_text(render_var_card(run, out), encoding="utf-8")
     if getattr(args, "hub_token", None):  # the Trainer pickled the token into each checkpoint: take it out
-        import copy
-
         clean = copy.copy(args)
         clean.hub_token = None
         for pickled in sorted(Path(args.output_dir).glob("checkpoint-*/training_args.bin")):

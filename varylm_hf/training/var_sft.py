@@ -29,9 +29,9 @@ def var_sft_loss(model, batch: Mapping, *, normalize: str = "tokens", strategy: 
     keeps one trie per context (no sharing across contexts), ``"context"`` one KV-cached forward
     per context. All three give the same loss.
     """
-    import torch
+    import torch  # heavy: torch; var_sft stays light (VarSFTTrainer is a factory)
 
-    from ..scoring import score_token_ids
+    from ..scoring import score_token_ids  # heavy: torch; var_sft stays light (VarSFTTrainer is a factory)
 
     if normalize not in ("tokens", "rows"):
         raise InputError(f"normalize={normalize!r}: expected 'tokens' or 'rows'")
@@ -51,7 +51,7 @@ def _collate_units(features: list[dict]) -> dict:
 
 
 def _var_trainer_class():
-    from transformers import Trainer
+    from transformers import Trainer  # heavy: transformers; var_sft stays light (VarSFTTrainer is a factory)
 
     class _VarSFTTrainer(Trainer):
         """Trainer whose loss is :func:`var_sft_loss` over batches of :func:`var_units` (one per context)."""
@@ -68,7 +68,7 @@ def _var_trainer_class():
 
         def _get_train_sampler(self, train_dataset=None):
             if self.group_by_passage:  # contexts of one passage together: their prompts share the passage text
-                from .var import PassageGroupedSampler
+                from .var import PassageGroupedSampler  # heavy: var imports transformers; var_sft stays light
 
                 dataset = train_dataset if train_dataset is not None else self.train_dataset
                 return PassageGroupedSampler(list(dataset["passage_id"]), seed=self.args.data_seed or self.args.seed)
@@ -79,7 +79,7 @@ def _var_trainer_class():
             return (loss, None) if return_outputs else loss
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            import torch
+            import torch  # heavy: torch; var_sft stays light (VarSFTTrainer is a factory)
 
             with torch.no_grad():
                 loss, _ = var_sft_loss(model, inputs, normalize=self.var_normalize, strategy=self.var_strategy)
