@@ -268,10 +268,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def _check_model(source: str, gguf: str | None, name_or_path: str, revision: str | None, allow_pickle: bool) -> bool:
-    """Check the model before loading it: a local folder's config and weights, else the Hub (:func:`_probe_hub`).
-
-    Returns True when the Hub is unreachable but a cached copy exists (then load offline).
-    """
+    """Check a local model's config and weights, else probe the Hub; True: load offline (see :func:`_probe_hub`)."""
     local = os.path.isdir(source)
     if not gguf and local and not (Path(source) / "config.json").exists():
         raise InputError(f"--model {name_or_path}: folder has no config.json (not a transformers model)")
@@ -285,10 +282,7 @@ def _check_model(source: str, gguf: str | None, name_or_path: str, revision: str
 
 
 def _check_adapter(adapter: str, adapter_revision: str | None, allow_pickle: bool) -> bool:
-    """Check a PEFT adapter before loading it: a local folder's weights, else the Hub (:func:`_probe_hub`).
-
-    Returns True when the Hub is unreachable but a cached copy exists (then load offline).
-    """
+    """Check a local PEFT adapter's weights, else probe the Hub; True: load offline (see :func:`_probe_hub`)."""
     _check_exists(adapter, "--adapter")
     if not os.path.isdir(adapter):
         return _probe_hub(adapter, adapter_revision, "--adapter", weights=False, allow_pickle=True)
@@ -305,15 +299,9 @@ def _check_adapter(adapter: str, adapter_revision: str | None, allow_pickle: boo
 def _from_pretrained_kwargs(gguf: str | None, revision: str | None, dtype, quantization_config,
                             trust_remote_code: bool, allow_pickle: bool) -> dict:
     """The keyword arguments of ``AutoModelForCausalLM.from_pretrained`` (safetensors only unless ``allow_pickle``)."""
-    kwargs: dict = {"trust_remote_code": trust_remote_code}
-    if gguf:
-        kwargs["gguf_file"] = gguf
-    if revision:
-        kwargs["revision"] = revision
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
+    kwargs = {"trust_remote_code": trust_remote_code, "gguf_file": gguf or None, "revision": revision or None,
+              "dtype": dtype, "quantization_config": quantization_config}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # the ones given
     if not gguf and not allow_pickle:
         kwargs["use_safetensors"] = True
     return kwargs
