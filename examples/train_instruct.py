@@ -269,6 +269,7 @@ def _load(config: VarSFTConfig, model_args: ModelConfig):
         qlora, reason = qlora_available()
         if not qlora:
             print(f"QLoRA unavailable ({reason}): training plain LoRA on the full-precision model", file=sys.stderr)
+            model_args.load_in_4bit = False  # what is trained (and recorded in the run file): plain LoRA
     revision = None if model_args.model_revision in (None, "main") else model_args.model_revision
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else None
     try:

@@ -153,6 +153,15 @@ def test_sft_config_cpu_defaults(tmp_path):
         VarSFTConfig(str(tmp_path), batch_size=32, per_device_batch_size=5)
 
 
+def test_batch_fields_changed_after_construction_are_refused_before_training(tmp_path, tiny_chat_llama,
+                                                                             tiny_chat_tokenizer):
+    cfg = VarSFTConfig(str(tmp_path))
+    cfg.check_batches()  # as built: consistent
+    cfg.batch_size = 64  # the Trainer's per-device batch and accumulation were derived for 32 rows
+    with pytest.raises(InputError, match="batch_size 64 .* changed after the config was built"):
+        train_instruct(tiny_chat_llama, tiny_chat_tokenizer, [], None, cfg)
+
+
 # ----------------------------------------------------------------------------- loss mask
 
 

@@ -194,7 +194,7 @@ def test_save_run_writes_model_tokenizer_config_and_card(tmp_path, tok):
     card = (out / "README.md").read_text()
     assert "base_model: tiny-gpt2" in card and "L_Var" in card and "python train.py" in card
     # the saved run is what `varylm push` reads for the Hub model card
-    from varylm_hf.hub import read_run_config
+    from varylm_hf.run_file import read_run_config
 
     run = read_run_config(out)
     assert run["recipe"] == "var" and run["label_mode"] == "all" and run["word_prob_definition"] == "paper"

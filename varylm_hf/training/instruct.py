@@ -108,6 +108,7 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: V
     ``trainer.state.log_history`` the losses).
     """
     config = config if config is not None else VarSFTConfig()
+    config.check_batches()
     if config.push_to_hub:
         raise InputError("--push_to_hub: push the saved adapter with varylm_hf.hub.push_adapter (`varylm push`); the "
                          "Trainer's push uploads its own card and pickles")

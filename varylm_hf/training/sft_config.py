@@ -165,3 +165,14 @@ class VarSFTConfig(SFTConfig):
             raise InputError("--group_by_passage: only for --recipe var (TRL's SFTTrainer shuffles rows itself)")
         if self.completion_only_loss is False:
             raise InputError("--completion_only_loss false: the loss covers the completion (the word) only")
+
+    def check_batches(self) -> None:
+        """Raise :class:`InputError` when the Trainer's batch fields no longer match ``batch_size`` /
+        ``per_device_batch_size`` (both set after the config was built): they are derived once, in ``__post_init__``,
+        and ``train_instruct`` checks them again before training."""
+        self.check()
+        per_device = self.per_device_batch_size
+        if (self.per_device_train_batch_size, self.gradient_accumulation_steps) != (per_device,
+                                                                                   self.batch_size // per_device):
+            raise InputError(f"VarSFTConfig: batch_size {self.batch_size} / per_device_batch_size {per_device} were "
+                             "changed after the config was built; build a new VarSFTConfig with them")
