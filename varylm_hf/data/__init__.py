@@ -26,14 +26,7 @@ from .splits import PAPER_SPLIT, passage_split, split_records, train_test_split_
 __all__ = [
     "DEFAULT_NORMALIZER", "LABEL_MODES", "NO_WORD", "Normalizer", "PAPER_SPLIT", "PROVO_SHA256", "PROVO_URL",
     "RECORD_KEYS", "build_dataset_folder", "download_provo_csv", "features", "first_word", "label_distribution",
-    "load_cloze", "load_cloze_dataset", "load_cloze_file", "load_provo", "normalize_word", "passage_split", "provo_datasetdict", "records_from_dataset",
+    "load_cloze", "load_cloze_dataset", "load_cloze_file", "load_provo", "normalize_word", "passage_split", "records_from_dataset",
     "render_card", "split_records", "summarize", "to_datasetdict", "train_test_split_ids",
 ]
 
-
-def provo_datasetdict(split="paper", **load_kwargs):
-    """The Provo norms as a ``datasets.DatasetDict`` (train/validation/test), built in memory.
-
-    ``load_kwargs`` go to :func:`load_provo`; ``split`` to :func:`split_records`.
-    """
-    return to_datasetdict(split_records(load_provo(**load_kwargs), split))
