@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 # ---------------------------------------------------------------- tiny chat model (instruction recipe)
@@ -213,15 +215,15 @@ def wordlevel_tokenizer():
 
 # ---------------------------------------------------------------- example scripts as modules
 
-@pytest.fixture
-def gpt2_script():
-    """examples/train_gpt2.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
+@contextlib.contextmanager
+def example_module(filename: str):
+    """``examples/<filename>`` imported as a module (its ``run(argv)`` is what ``__main__`` calls)."""
     import importlib.util
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "train_gpt2.py"
-    spec = importlib.util.spec_from_file_location("_train_gpt2_script", path)
+    path = Path(__file__).resolve().parents[1] / "examples" / filename
+    spec = importlib.util.spec_from_file_location(f"_{path.stem}_script", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     try:
@@ -229,3 +231,17 @@ def gpt2_script():
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def gpt2_script():
+    """examples/train_gpt2.py as a module."""
+    with example_module("train_gpt2.py") as module:
+        yield module
+
+
+@pytest.fixture(scope="module")
+def instruct_script():
+    """examples/train_instruct.py as a module."""
+    with example_module("train_instruct.py") as module:
+        yield module

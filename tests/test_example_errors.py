@@ -11,7 +11,6 @@ cases of each run as real subprocesses, and the whole tables as subprocesses are
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -178,15 +177,27 @@ def run_script(script: Path, argv: list[str], **env) -> subprocess.CompletedProc
                           env=script_env(**env), timeout=300)
 
 
+def check_inprocess_case(script, base, workspace, capfd, args, fragment) -> None:
+    """Run one case through the imported script's ``run(argv)`` and check its outcome."""
+    before = snapshot(workspace["tmp"], workspace["model"])
+    capfd.readouterr()
+    code = script.run(case_argv(base, args, workspace))
+    captured = capfd.readouterr()
+    check_outcome(code, captured.out, captured.err, fragment, workspace, before)
+
+
+def check_subprocess_case(script: Path, base, workspace, case) -> None:
+    """Run one (id, args, fragment) case as a subprocess and check its outcome."""
+    _, args, fragment = case
+    before = snapshot(workspace["tmp"], workspace["model"])
+    result = run_script(script, case_argv(base, args, workspace))
+    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+
+
 
 @pytest.mark.parametrize("args,fragment", [c[1:] for c in GPT2_CASES], ids=[c[0] for c in GPT2_CASES])
 def test_train_gpt2_bad_input(gpt2_script, workspace, capfd, args, fragment):
-    argv = case_argv(GPT2_BASE, args, workspace)
-    before = snapshot(workspace["tmp"], workspace["model"])
-    capfd.readouterr()
-    code = gpt2_script.run(argv)
-    captured = capfd.readouterr()
-    check_outcome(code, captured.out, captured.err, fragment, workspace, before)
+    check_inprocess_case(gpt2_script, GPT2_BASE, workspace, capfd, args, fragment)
 
 
 QUICK_GPT2 = {"batch-size-0", "yaml-syntax"}
@@ -194,10 +205,7 @@ QUICK_GPT2 = {"batch-size-0", "yaml-syntax"}
 
 @pytest.mark.parametrize("case", [c for c in GPT2_CASES if c[0] in QUICK_GPT2], ids=lambda c: c[0])
 def test_train_gpt2_bad_input_subprocess(workspace, case):
-    _, args, fragment = case
-    before = snapshot(workspace["tmp"], workspace["model"])
-    result = run_script(GPT2, case_argv(GPT2_BASE, args, workspace))
-    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+    check_subprocess_case(GPT2, GPT2_BASE, workspace, case)
 
 
 @pytest.mark.slow
@@ -205,33 +213,12 @@ def test_train_gpt2_bad_input_subprocess(workspace, case):
                          + [("model-hub-id-offline", "--model_name_or_path no-such-org/no-such-model",
                              "--model_name_or_path no-such-org/no-such-model")], ids=lambda c: c[0])
 def test_train_gpt2_bad_input_subprocess_all(workspace, case):
-    _, args, fragment = case
-    before = snapshot(workspace["tmp"], workspace["model"])
-    result = run_script(GPT2, case_argv(GPT2_BASE, args, workspace))
-    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
-
-
-@pytest.fixture(scope="module")
-def instruct_script():
-    """examples/train_instruct.py as a module (its ``run(argv)`` is what ``__main__`` calls)."""
-    spec = importlib.util.spec_from_file_location("_train_instruct_script", INSTRUCT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    check_subprocess_case(GPT2, GPT2_BASE, workspace, case)
 
 
 @pytest.mark.parametrize("args,fragment", [c[1:] for c in INSTRUCT_CASES], ids=[c[0] for c in INSTRUCT_CASES])
 def test_train_instruct_bad_input(instruct_script, workspace, capfd, args, fragment):
-    argv = case_argv(INSTRUCT_BASE, args, workspace)
-    before = snapshot(workspace["tmp"], workspace["model"])
-    capfd.readouterr()
-    code = instruct_script.run(argv)
-    captured = capfd.readouterr()
-    check_outcome(code, captured.out, captured.err, fragment, workspace, before)
+    check_inprocess_case(instruct_script, INSTRUCT_BASE, workspace, capfd, args, fragment)
 
 
 QUICK_INSTRUCT = {"batch-size-0", "yaml-unknown-key"}
@@ -239,19 +226,13 @@ QUICK_INSTRUCT = {"batch-size-0", "yaml-unknown-key"}
 
 @pytest.mark.parametrize("case", [c for c in INSTRUCT_CASES if c[0] in QUICK_INSTRUCT], ids=lambda c: c[0])
 def test_train_instruct_bad_input_subprocess(workspace, case):
-    _, args, fragment = case
-    before = snapshot(workspace["tmp"], workspace["model"])
-    result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, args, workspace))
-    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+    check_subprocess_case(INSTRUCT, INSTRUCT_BASE, workspace, case)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [c for c in INSTRUCT_CASES if c[0] not in QUICK_INSTRUCT], ids=lambda c: c[0])
 def test_train_instruct_bad_input_subprocess_all(workspace, case):
-    _, args, fragment = case
-    before = snapshot(workspace["tmp"], workspace["model"])
-    result = run_script(INSTRUCT, case_argv(INSTRUCT_BASE, args, workspace))
-    check_outcome(result.returncode, result.stdout, result.stderr, fragment, workspace, before)
+    check_subprocess_case(INSTRUCT, INSTRUCT_BASE, workspace, case)
 
 
 def test_train_instruct_config_file_with_flag_overrides(instruct_script, tmp_path):
