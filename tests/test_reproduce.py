@@ -220,3 +220,27 @@ def test_two_process_reproduce_writes_the_rows_of_one_process(tmp_path):
     rows = (tmp_path / "one" / "cells/base-seed1/eval_exact/contexts.jsonl").read_text().splitlines()
     assert len({json.loads(line)["passage_id"] for line in rows}) >= 2  # both processes had work
     assert not list((tmp_path / "two").rglob("error*.txt"))
+
+
+def test_bf16_flag_reaches_the_instruct_trainer_and_the_settings(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    """--bf16 / --no-bf16 / unset parse to True / False / None; None keeps the settings of older run folders;
+    an instruct cell trained with it records bf16 in its adapter's run file."""
+    from varylm_hf.cli import make_parser
+    from varylm_hf.commands.reproduce import config_from_args
+    from varylm_hf.reproduce import ModelRunner
+
+    parse = lambda *a: config_from_args(make_parser().parse_args(["reproduce", *a])).bf16  # noqa: E731
+    assert (parse("--bf16"), parse("--no-bf16"), parse()) == (True, False, None)
+    assert ReproduceConfig().settings()["bf16"] is None  # an old folder's cells (no key) read as None: same settings
+    folder = tmp_path / "chat"
+    tiny_chat_llama.save_pretrained(folder)
+    tiny_chat_tokenizer.save_pretrained(folder)
+    records = [_rec(1, 3, "the cat", [("sat", 6), ("ran", 2)]), _rec(6, 3, "a dog", [("ran", 4), ("sat", 4)]),
+               _rec(2, 3, "the dog", [("ran", 5), ("sat", 3)])]
+    config = ReproduceConfig(model=str(folder), style="instruct", recipe="var", conditions=["ft_all"], seeds=[3],
+                             epochs=1, learning_rate=1e-2, eval_mode="exact", bf16=True, out_dir=str(tmp_path / "run"))
+    run_grid(config, ModelRunner(config, records=records), progress=False)
+    (result,) = load_results(tmp_path / "run")
+    assert result["settings"]["bf16"] is True and 0 <= result["mean_tvd_exact"] <= 1
+    run = json.loads(next((tmp_path / "run").rglob("varylm_run.json")).read_text())
+    assert run["hyperparameters"]["bf16"] is True

@@ -423,3 +423,67 @@ def test_corpus_and_majority_targets_are_normalised_like_the_answers():
            "answers": [{"word": "apple", "count": 3}, {"word": "orange", "count": 1}], "num_answers": 4}
     assert label_counts(rec, "corpus") == [("apple", 1)]
     assert label_counts(rec, "majority") == [("apple", 1)]
+
+
+# ----------------------------------------------------------------------------- bf16 mixed precision
+
+
+def _lora_model(tiny_chat_llama):
+    from peft import get_peft_model
+
+    return get_peft_model(tiny_chat_llama, lora_config(tiny_chat_llama, lora_dropout=0.0))
+
+
+def test_frozen_linear_weights_are_held_in_bf16_and_restored_bit_for_bit(tiny_chat_llama, tiny_chat_tokenizer):
+    from varylm_hf.training.adapters import frozen_linear_weights_in
+
+    model = _lora_model(tiny_chat_llama)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    units = var_units(RECORDS, tiny_chat_tokenizer)
+    batch = {k: [u[k] for u in units] for k in ("context_ids", "word_ids", "counts")}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = float(var_sft_loss(model, batch)[0])
+    with frozen_linear_weights_in(model, torch.bfloat16) as n:
+        dtypes = {n: p.dtype for n, p in model.named_parameters()}
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            held = float(var_sft_loss(model, batch)[0])
+    # 2 layers x 7 projections and the (untied) head; embedding, norms and LoRA weights stay float32
+    assert not tiny_chat_llama.config.tie_word_embeddings and n == 15
+    assert {k for k, d in dtypes.items() if d == torch.bfloat16} == {
+        k for k in dtypes if k.endswith("base_layer.weight") or k.endswith("lm_head.weight")}
+    assert all(dtypes[k] == torch.float32 for k in dtypes if "lora_" in k or "embed" in k or "norm" in k)
+    assert held == plain  # autocast casts those weights to bf16 anyway: the same numbers
+    with torch.no_grad():
+        full = float(var_sft_loss(model, batch)[0])
+    assert held != full and abs(held - full) < 0.05 * abs(full)  # bf16 matmuls: close to, not equal to, float32
+    for name, p in model.named_parameters():
+        assert p.dtype == before[name].dtype and torch.equal(p, before[name]), name
+
+
+def test_frozen_linear_weights_are_restored_after_an_error(tiny_chat_llama):
+    from varylm_hf.training.adapters import frozen_linear_weights_in
+
+    model = _lora_model(tiny_chat_llama)
+    with pytest.raises(RuntimeError, match="stop"), frozen_linear_weights_in(model, torch.bfloat16):
+        raise RuntimeError("stop")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_var_recipe_trains_in_bf16_on_cpu_and_keeps_the_float32_base(tmp_path, tiny_chat_llama, tiny_chat_tokenizer):
+    base = {n: p.detach().clone() for n, p in tiny_chat_llama.named_parameters()}
+    seen = []  # what a projection sees during training: its weight's dtype, and whether autocast is on
+    proj = tiny_chat_llama.model.layers[0].self_attn.q_proj
+    proj.register_forward_pre_hook(lambda m, a: seen.append((m.weight.dtype, torch.is_autocast_enabled("cpu"))))
+    cfg = VarSFTConfig(output_dir=str(tmp_path / "var"), recipe="var", learning_rate=5e-2, batch_size=9,
+                       max_steps=3, logging_steps=1, bf16=True, use_cpu=True)
+    trainer = train_instruct(tiny_chat_llama, tiny_chat_tokenizer, RECORDS, None, cfg)
+    assert seen and set(seen) == {(torch.bfloat16, True)}
+    peft_model = trainer.model
+    assert {p.dtype for p in peft_model.parameters()} == {torch.float32}
+    for name, p in peft_model.get_base_model().named_parameters():  # the frozen base is the float32 one, unchanged
+        if "lora_" not in name:
+            assert torch.equal(p, base[name.replace("base_layer.", "")]), name
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in peft_model.named_parameters() if "lora_B" in n)
+    run = json.loads((tmp_path / "var" / "varylm_run.json").read_text())
+    assert run["hyperparameters"]["bf16"] is True
+    assert "bfloat16 mixed precision" in (tmp_path / "var" / "README.md").read_text()

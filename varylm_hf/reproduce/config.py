@@ -50,7 +50,9 @@ class ReproduceConfig:
         shuffled freely, as the paper intended; ``True``: batches of contexts of one passage, passages
         and contexts within them shuffled per epoch -- the speed option of the ``passage`` strategy),
         bos (first token of plain contexts, :mod:`varylm_hf.conditioning`), curves (exact TVD on the
-        validation and test splits after every epoch).
+        validation and test splits after every epoch), bf16 (bfloat16 mixed precision in training: autocast with
+        float32 weights and adapters; ``None``: each style's default, on for the instruct style with a bf16-capable
+        CUDA device and off otherwise; evaluation stays in the model's dtype).
     Evaluation: eval_mode (``"both"``: exact TVD on the test split and sampled TVD on a subset;
         ``"sampled"``, ``"exact"``), num_samples, limit_eval (test contexts of the sampled measure;
         ``None``: all), limit_exact (test contexts of the exact measure; ``None``: all),
@@ -81,6 +83,7 @@ class ReproduceConfig:
     group_by_passage: bool = False
     bos: str = "auto"
     curves: bool = False
+    bf16: bool | None = None
     one_shot_seed: int | None = None
     report_to: str = "none"
     out_dir: str = "runs/reproduce"

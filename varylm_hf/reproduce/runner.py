@@ -78,6 +78,7 @@ class ModelRunner:
                 save_strategy="no",
                 logging_steps=0.05,
                 use_cpu=not torch.cuda.is_available(),
+                bf16=bool(cfg.bf16),
                 disable_tqdm=False,
                 **common,
             )
@@ -93,7 +94,7 @@ class ModelRunner:
             if cell.label_mode == "sample_k":
                 raise InputError("the label-count ablation (ft_k<k>) is for --style pretrained")
             icfg = VarSFTConfig(output_dir=str(cell_dir / "adapter"), recipe=cfg.recipe, batch_size=cfg.batch_size,
-                                group_by_passage=cfg.group_by_passage and cfg.recipe == "var", **common)
+                                group_by_passage=cfg.group_by_passage and cfg.recipe == "var", bf16=cfg.bf16, **common)
             curve = self._curve_callback(tokenizer, "instruction")
             stop = cfg.stop_after_epoch.get(cell.condition, cfg.stop_after_epoch.get("*"))
             callbacks = [c for c in (curve, _stop_after(stop)) if c is not None]

@@ -18,12 +18,14 @@ the recipes' options); adapters are LoRA or QLoRA from TRL's ``ModelConfig`` (:m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 from pathlib import Path
 
 import peft
+import torch
 import transformers
 from peft import get_peft_model, prepare_model_for_kbit_training
 from transformers.trainer_utils import IntervalStrategy
@@ -38,6 +40,7 @@ from .adapters import (
     apply_cpu_4bit_workaround,
     cast_trainable_to_compute_dtype,
     compute_dtype_4bit,
+    frozen_linear_weights_in,
     lora_config_from,
     paper_model_config,
 )
@@ -151,7 +154,11 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: V
                                 group_by_passage=config.group_by_passage, strategy=config.scoring_strategy)
     if in_4bit:
         cast_trainable_to_compute_dtype(trainer.model)
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    # bf16 autocast over a float32 base: the frozen projections held in bf16 while training (same numbers, no
+    # per-call casts), the float32 base back afterwards
+    held = frozen_linear_weights_in(trainer.model, torch.bfloat16) if config.bf16 and not in_4bit else contextlib.nullcontext()
+    with held:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     rows = len(train_ds) if config.recipe == "sft" else sum(sum(c) for c in train_ds["counts"])
     if trainer.is_world_process_zero():  # several processes: one writer of the adapter folder
         save_adapter(trainer.model, tokenizer, config.output_dir, config, train_rows=rows, extra=extra)
@@ -164,7 +171,8 @@ def _hyperparameters(config: VarSFTConfig, model, extra: dict) -> dict:
     hp = {"learning_rate": config.learning_rate, "batch_size": config.batch_size,
           "per_device_batch_size": config.per_device_batch_size, "num_train_epochs": config.num_train_epochs,
           "max_steps": config.max_steps, "qlora": bool(getattr(model, "is_loaded_in_4bit", False)),
-          "lora_r": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout, "batch_unit": BATCH_UNIT}
+          "lora_r": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout, "batch_unit": BATCH_UNIT,
+          "bf16": bool(config.bf16)}
     if config.recipe == "var":
         hp["contexts_per_micro_batch"] = extra.get("contexts_per_micro_batch")
         hp["gradient_accumulation_steps"] = extra.get("gradient_accumulation_steps")
