@@ -487,3 +487,22 @@ def test_var_recipe_trains_in_bf16_on_cpu_and_keeps_the_float32_base(tmp_path, t
     run = json.loads((tmp_path / "var" / "varylm_run.json").read_text())
     assert run["hyperparameters"]["bf16"] is True
     assert "bfloat16 mixed precision" in (tmp_path / "var" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("recipe", ["var", "sft"])
+def test_adapter_initialisation_is_set_by_the_seed_alone(tmp_path, tiny_chat_tokenizer, recipe):
+    """Two trainings with one seed give the same adapter whatever the global random state was before (a grid of
+    cells trains several in one process)."""
+    from conftest import make_tiny_llama
+
+    adapters = []
+    for i, noise in enumerate((0, 12345)):
+        model = make_tiny_llama(tiny_chat_tokenizer)  # (seeds the global generator itself)
+        torch.manual_seed(noise)
+        cfg = VarSFTConfig(output_dir=str(tmp_path / f"run{i}"), recipe=recipe, batch_size=4, per_device_batch_size=4,
+                           max_steps=1, logging_steps=1, seed=5, use_cpu=True, bf16=False)
+        trainer = train_instruct(model, tiny_chat_tokenizer, RECORDS, None, cfg)
+        adapters.append({n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n})
+    assert adapters[0].keys() == adapters[1].keys() and adapters[0]
+    for name in adapters[0]:
+        assert torch.equal(adapters[0][name], adapters[1][name]), name

@@ -127,6 +127,9 @@ def train_instruct(model, tokenizer, train_records, eval_records=None, config: V
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_on_cuda())
         extra["bnb_4bit_compute_dtype"] = str(compute_dtype_4bit(model)).replace("torch.", "")
     evaluate = "no" if not eval_records else ("epoch" if config.eval_strategy == "no" else config.eval_strategy)
+    # the new adapter's random initialisation from config.seed alone, not from whatever ran before in the process
+    # (the Trainer seeds at its own init, after the adapter exists)
+    transformers.set_seed(config.seed)
     if config.recipe == "sft":
         args = _training_args(config, eval_strategy=evaluate)
         train_ds = build_sft_dataset(train_records, config.label_mode)
