@@ -15,9 +15,14 @@ Part 1 (loss): on ``--sft_contexts`` contexts of one training passage, forward +
 the token-mean losses over the same rows must agree (|difference| <= 1e-5).
 Part 2 (speed): forward + backward over every context of ``--passages`` training passages (all answers, as
 an epoch of FT all sees them; and the majority answer only, one row per context), seconds per context, and
-one epoch of the train split (1,892 contexts) projected from it. Usage (2-core CPU, ~4 min)::
+one epoch of the train split (1,892 contexts) projected from it.
+Part 3 (``--trainer_contexts N``, off by default): the real :func:`~varylm_hf.training.instruct.train_instruct`
+(Trainer, AdamW, LoRA dropout) at the paper's 32 rows (one context per step) on N random training contexts, float32
+and bfloat16 autocast alternating ``--trainer_repeats`` times in one process, with the matrix-product FLOPs of the
+float32 run (``torch.profiler``) and the best float32 product rate at the step's shapes: the floor of an epoch.
+Usage (2-core CPU, ~4 min; part 3 adds ~2 min per 40 contexts and repeat)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_sft.py
+    OMP_NUM_THREADS=2 python benchmarks/bench_sft.py [--trainer_contexts 40]
 """
 
 from __future__ import annotations
@@ -62,8 +67,13 @@ def main(argv=None) -> int:
     p.add_argument("--passages", type=int, default=2, help="training passages of part 2")
     p.add_argument("--contexts_per_step", type=int, nargs="+", default=[4, 8],
                    help="passage-trie batches of part 2 (contexts of one passage per step)")
+    p.add_argument("--trainer_contexts", type=int, default=0, help="part 3: random training contexts (0: skip)")
+    p.add_argument("--trainer_repeats", type=int, default=2, help="part 3: float32/bf16 pairs")
+    p.add_argument("--skip_parts_1_2", action="store_true", help="run part 3 only")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.skip_parts_1_2:
+        return _trainer_part(args)
 
     import torch
     from peft import get_peft_model
@@ -161,6 +171,64 @@ def main(argv=None) -> int:
         base.setdefault(label_mode, spc)
         print(f"| {label_mode} ({n} contexts) | {name} | {rows_step:.0f} | {spc:.3f} | {spc * EPOCH_CONTEXTS / 60:.1f} "
               f"| {base[label_mode] / spc:.2f}x |")
+    return _trainer_part(args) if args.trainer_contexts else 0
+
+
+def _matmul_rate(m: int) -> float:
+    """Best float32 GFLOP/s of the two MLP product shapes of SmolLM2 at ``m`` rows."""
+    import torch
+
+    best = 0.0
+    for x, y in ((torch.randn(m, 576), torch.randn(576, 1536)), (torch.randn(m, 1536), torch.randn(1536, 576))):
+        for _ in range(5):
+            x @ y
+        t0, reps = time.perf_counter(), 300
+        for _ in range(reps):
+            x @ y
+        best = max(best, 2 * m * x.shape[1] * y.shape[1] * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _trainer_part(args) -> int:
+    """Part 3: train_instruct at one context per step, float32 against bf16 autocast, and the float32 floor."""
+    import copy
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from varylm_hf.data import load_provo, split_records
+    from varylm_hf.modeling import load_model_and_tokenizer
+    from varylm_hf.training.instruct import train_instruct
+    from varylm_hf.training.sft_config import VarSFTConfig
+
+    sample = random.Random(args.seed).sample(split_records(load_provo())["train"], args.trainer_contexts)
+    model, tok = load_model_and_tokenizer(args.model)
+    rows, flops = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.trainer_repeats):
+            for bf16 in (False, True):
+                cfg = VarSFTConfig(output_dir=tmp, recipe="var", batch_size=32, num_train_epochs=1, bf16=bf16,
+                                   use_cpu=True, report_to="none", logging_steps=10**6, disable_tqdm=True,
+                                   seed=args.seed)
+                if flops is None:  # the first float32 run, profiled: its matrix-product FLOPs
+                    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+                        trainer = train_instruct(copy.deepcopy(model), tok, sample, None, cfg)
+                    flops = sum(e.flops for e in prof.key_averages() if e.flops)
+                    continue
+                trainer = train_instruct(copy.deepcopy(model), tok, sample, None, cfg)
+                end = next(h for h in trainer.state.log_history if "train_runtime" in h)
+                rows.append((rep, "bf16 autocast" if bf16 else "float32", end["train_runtime"] / len(sample),
+                             end["train_loss"]))
+    rate = _matmul_rate(112)
+    per_ctx = flops / len(sample)
+    print(f"\nPart 3: train_instruct, var recipe, 32 rows (one context per step), {len(sample)} random training "
+          f"contexts (seed {args.seed}); the first float32 run was profiled (not timed)\n")
+    print("| repeat | precision | s / step | one epoch (min) | mean training loss |")
+    print("|---:|---|---:|---:|---:|")
+    for rep, name, sps, loss in rows:
+        print(f"| {rep} | {name} | {sps:.3f} | {sps * EPOCH_CONTEXTS / 60:.1f} | {loss:.6f} |")
+    print(f"\nmatrix products: {per_ctx / 1e9:.1f} GFLOP per context, {per_ctx * EPOCH_CONTEXTS / 1e12:.1f} TFLOP per "
+          f"epoch; best float32 rate here {rate:.0f} GFLOP/s -> {per_ctx * EPOCH_CONTEXTS / rate / 1e9 / 60:.1f} min "
+          "per epoch for the products alone")
     return 0
 
 
