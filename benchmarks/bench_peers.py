@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_peers.py                  # offline SmolLM2 (~20 s to load), passages 6 and 13
     python benchmarks/bench_peers.py --limit 4        # a quick check: 4 contexts, 1 text
+    python benchmarks/bench_peers.py --flops          # varylm only: matrix-product FLOPs and their float32 floor
 """
 
 from __future__ import annotations
@@ -39,6 +40,31 @@ def _timed(fn, repeat=1):
     return best, out
 
 
+def _flops_table(run, rows_table) -> int:
+    """Matrix-product FLOPs of each definition (torch.profiler) against its time, and the float32 floor."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    rate = 0.0  # the best float32 rate of SmolLM2's MLP products at 256 rows
+    for x, y in ((torch.randn(256, 576), torch.randn(576, 1536)), (torch.randn(256, 1536), torch.randn(1536, 576))):
+        for _ in range(5):
+            x @ y
+        t0, reps = time.perf_counter(), 200
+        for _ in range(reps):
+            x @ y
+        rate = max(rate, 2 * 256 * x.shape[1] * y.shape[1] * reps / (time.perf_counter() - t0) / 1e9)
+    print(f"best float32 product rate here: {rate:.0f} GFLOP/s\n")
+    print("| definition | seconds (timed above) | matrix-product GFLOP | floor at that rate (s) | time / floor |")
+    print("|---|---:|---:|---:|---:|")
+    for _, name, _, secs in rows_table:
+        definition = name.split("(")[1].rstrip(")")
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            run(definition)
+        gflop = sum(e.flops for e in prof.key_averages() if e.flops) / 1e9
+        print(f"| {definition} | {secs:.2f} | {gflop:.0f} | {gflop / rate:.2f} | {secs / (gflop / rate):.2f}x |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-gguf", help="model for load_model_and_tokenizer (default: smollm2-gguf)")
@@ -47,6 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128, help="varylm: contexts per forward (default 128)")
     ap.add_argument("--minicons-batches", type=int, nargs="+", default=[8, 32, 64], help="minicons batch sizes tried")
     ap.add_argument("--repeat", type=int, default=1, help="time each run this many times, keep the best")
+    ap.add_argument("--flops", action="store_true", help="count varylm's matrix-product FLOPs per definition and "
+                    "print the float32 floor at this machine's best product rate; skips the peers")
     args = ap.parse_args(argv)
 
     import torch
@@ -84,6 +112,9 @@ def main(argv=None) -> int:
                                                           bos=bos, progress=False), args.repeat)
         ours[definition] = [float(v) for per in vals for v in per]
         rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
+    if args.flops:
+        return _flops_table(lambda d: score_words(model, tok, contexts, answers, definition=d, strategy="passage",
+                                                  batch_size=args.batch_size, bos=bos, progress=False), rows_table)
     peers = {}
     try:
         import copy
