@@ -163,6 +163,41 @@ def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):
         word_token_ids(bpe_tokenizer, "The cat", "  ")
 
 
+class _MergingTokenizer:
+    """Characters as ids, except that "a," is one token: a context ending in "a" merges with a following ","."""
+
+    def _ids(self, text):
+        ids, i = [], 0
+        while i < len(text):
+            if text[i : i + 2] == "a,":
+                ids.append(999)
+                i += 2
+            else:
+                ids.append(ord(text[i]))
+                i += 1
+        return ids
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self._ids(t) for t in text] if isinstance(text, list) else self._ids(text)}
+
+
+def test_words_token_ids_equals_one_call_per_word(bpe_tokenizer, sp_tokenizer):
+    """The batched tokenisation (one context call, one batched call for the words) gives every word's ids of
+    word_token_ids, with punctuation, apostrophes, hyphens, digits, capitals and an empty context; the merge
+    fallback warns once per merged word."""
+    words = ["mat", ",", "'s", "self-esteem", "Mat", "2", "  x ", "mat"]
+    for tok in (bpe_tokenizer, sp_tokenizer):
+        for context in ("The cat sat on ", "", "He said"):
+            assert scoring.words_token_ids(tok, context, words) == [word_token_ids(tok, context, w) for w in words]
+    assert scoring.words_token_ids(bpe_tokenizer, "The cat", []) == []
+    merging = _MergingTokenizer()
+    with pytest.warns(UserWarning, match="merges the word ','") as caught:
+        ids = scoring.words_token_ids(merging, "a", [",", "b", ","])
+    assert ids == [[ord(",")], [ord(" "), ord("b")], [ord(",")]] and len(caught) == 2
+    with pytest.raises(InputError, match="non-empty"):
+        scoring.words_token_ids(bpe_tokenizer, "The cat", ["mat", " "])
+
+
 def test_word_end_masks(bpe_tokenizer, sp_tokenizer):
     for tok in (bpe_tokenizer, sp_tokenizer):
         end = word_end_masks(tok)

@@ -50,7 +50,7 @@ Only the positions whose next-token distribution is needed reach the LM head
 
 The package, one responsibility per module:
 
-* :mod:`.tokens`: token ids of contexts and words (:func:`word_token_ids`, :func:`context_token_ids`,
+* :mod:`.tokens`: token ids of contexts and words (:func:`word_token_ids`, :func:`words_token_ids`, :func:`context_token_ids`,
   :func:`encode_batch`);
 * :mod:`.boundaries`: which next tokens end or begin a word (:class:`WordEnd`, :class:`WordBegin`,
   :func:`word_end_masks`, :func:`pm_boundary`, :func:`wordrule_begin`);
@@ -87,7 +87,7 @@ from .model import (  # noqa: F401  (the private helpers: imported by surprisal,
 )
 from .scorer import WordScorer, score_words, word_logprobs, word_loss
 from .sequences import _score_context  # noqa: F401  (private, read by tests)
-from .tokens import context_token_ids, encode_batch, word_token_ids
+from .tokens import context_token_ids, encode_batch, word_token_ids, words_token_ids
 from .trie import _build_forest, _score_trunk  # noqa: F401  (private, imported by benchmarks and tests)
 
 __all__ = [
@@ -100,6 +100,7 @@ __all__ = [
     "wordrule_begin",
     "bow_symbol",
     "word_token_ids",
+    "words_token_ids",
     "context_token_ids",
     "word_start_mask",
     "word_end_masks",

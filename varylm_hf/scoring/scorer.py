@@ -14,7 +14,7 @@ from ..options import BOUNDARIES
 from .boundaries import pm_boundary, word_end_masks, wordrule_begin
 from .engine import _check_args, score_token_ids
 from .model import _model_max_positions, _unwrap
-from .tokens import encode_batch, word_token_ids
+from .tokens import encode_batch, words_token_ids
 
 
 class WordScorer:
@@ -86,7 +86,7 @@ class WordScorer:
         ``words[i]`` follow (nothing is added), each word tokenised as the start of a text or a response."""
         if len(conditioning) != len(words):
             raise InputError(f"{len(conditioning)} conditionings but {len(words)} word lists")
-        w_ids = [[word_token_ids(self.tokenizer, "", w) for w in ws] for ws in words]
+        w_ids = [words_token_ids(self.tokenizer, "", ws) for ws in words]
         limit = _model_max_positions(self.model)
         for i, (cond, ws) in enumerate(zip(conditioning, w_ids)):
             longest = max((len(t) for t in ws), default=0) + (0 if self.eow else -1)

@@ -37,19 +37,32 @@ def word_token_ids(tokenizer, context: str, word: str) -> list[int]:
 
     >>> # GPT-2: word_token_ids(tok, "The cat sat on", "mat") == tok(" mat").input_ids
     """
-    word = _check_word(word)
-    context, text = _joined(context, word)
+    return words_token_ids(tokenizer, context, [word])[0]
+
+
+def words_token_ids(tokenizer, context: str, words: Sequence[str]) -> list[list[int]]:
+    """:func:`word_token_ids` of several words after one context: the context is tokenised once and the joined
+    texts in one batched tokenizer call (the same ids as one call per word)."""
+    words = [_check_word(w) for w in words]
+    if not words:
+        return []
+    joined = [_joined(context, w) for w in words]
+    context = joined[0][0]
     ids_c = tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
-    ids_cw = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids_cw) > len(ids_c) and ids_cw[: len(ids_c)] == ids_c:
-        return list(ids_cw[len(ids_c):])
-    warnings.warn(
-        f"tokenizer merges the word {word!r} with the end of its context {context[-20:]!r}; "
-        "scoring the word tokenised on its own",
-        stacklevel=2,
-    )
-    sep = text[len(context): len(text) - len(word)]
-    return list(tokenizer(sep + word, add_special_tokens=False)["input_ids"])
+    texts = [text for _, text in joined]
+    out = []
+    for word, text, ids_cw in zip(words, texts, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+        if len(ids_cw) > len(ids_c) and ids_cw[: len(ids_c)] == ids_c:
+            out.append(list(ids_cw[len(ids_c):]))
+            continue
+        warnings.warn(
+            f"tokenizer merges the word {word!r} with the end of its context {context[-20:]!r}; "
+            "scoring the word tokenised on its own",
+            stacklevel=3,
+        )
+        sep = text[len(context): len(text) - len(word)]
+        out.append(list(tokenizer(sep + word, add_special_tokens=False)["input_ids"]))
+    return out
 
 
 def context_token_ids(tokenizer, context: str, *, bos: str | None = "auto", prompt_ids=None,
@@ -103,7 +116,7 @@ def encode_batch(tokenizer, contexts: Sequence[str], words: Sequence[Sequence[st
     per_context_prompt = bool(prompt_ids) and isinstance(prompt_ids[0], (list, tuple))
     ctx_ids, w_ids = [], []
     for i, (context, ws) in enumerate(zip(contexts, words)):
-        toks = [word_token_ids(tokenizer, context, w) for w in ws]
+        toks = words_token_ids(tokenizer, context, ws)
         prompt = prompt_ids[i] if per_context_prompt else prompt_ids
         budget = max_context_tokens
         if limit is not None:
