@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_peers.py                  # offline SmolLM2 (~20 s to load), passages 6 and 13
     python benchmarks/bench_peers.py --limit 4        # a quick check: 4 contexts, 1 text
     python benchmarks/bench_peers.py --flops          # varylm only: matrix-product FLOPs and their float32 floor
+    python benchmarks/bench_peers.py --interleave 8   # eow vs minicons' bow correction, chunk by chunk
 """
 
 from __future__ import annotations
@@ -38,6 +39,42 @@ def _timed(fn, repeat=1):
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def _interleaved(model, tok, contexts, answers, bos, args) -> int:
+    """varylm ``eow`` and minicons' bow correction timed back to back on each chunk of contexts; summed times."""
+    import copy
+    import statistics
+
+    from minicons import scorer
+
+    from varylm_hf.scoring import score_words
+
+    lm = scorer.IncrementalLMScorer(model, "cpu", tokenizer=copy.deepcopy(tok))  # it sets a pad token
+    bs, k = args.minicons_batches[0], args.interleave
+    bounds = [round(i * len(contexts) / k) for i in range(k + 1)]
+    ours = theirs = 0.0
+    ratios = []
+    for a, b in zip(bounds, bounds[1:]):
+        cs, ws = contexts[a:b], answers[a:b]
+        t_ours, _ = _timed(lambda: score_words(model, tok, cs, ws, definition="eow", strategy="passage",
+                                               batch_size=args.batch_size, bos=bos, progress=False))
+        pre, stim = [c for c, w in zip(cs, ws) for _ in w], [x for w in ws for x in w]
+
+        def run(pre=pre, stim=stim):
+            for s in range(0, len(pre), bs):
+                lm.conditional_score(pre[s:s + bs], stim[s:s + bs], reduction=lambda x: x.sum(0).item(),
+                                     bos_token=True, bow_correction=True)
+
+        t_theirs, _ = _timed(run)
+        ours, theirs = ours + t_ours, theirs + t_theirs
+        ratios.append(t_theirs / t_ours)
+    n = sum(len(w) for w in answers)
+    print(f"\n{k} chunks of {len(contexts)} contexts, {n} pairs; varylm eow (passage strategy, chunk by chunk) "
+          f"{ours:.2f} s, minicons bow_correction (batch {bs}) {theirs:.2f} s")
+    print(f"ratio {theirs / ours:.1f}x overall; per chunk min {min(ratios):.1f}x, median "
+          f"{statistics.median(ratios):.1f}x, max {max(ratios):.1f}x")
+    return 0
 
 
 def _flops_table(run, rows_table) -> int:
@@ -75,6 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="time each run this many times, keep the best")
     ap.add_argument("--flops", action="store_true", help="count varylm's matrix-product FLOPs per definition and "
                     "print the float32 floor at this machine's best product rate; skips the peers")
+    ap.add_argument("--interleave", type=int, default=0, metavar="K",
+                    help="only varylm eow against minicons' bow correction (batch: the first --minicons-batches), "
+                    "timed back to back on each of K chunks of contexts, so that both see the same machine state")
     args = ap.parse_args(argv)
 
     import torch
@@ -112,6 +152,8 @@ def main(argv=None) -> int:
                                                           bos=bos, progress=False), args.repeat)
         ours[definition] = [float(v) for per in vals for v in per]
         rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
+    if args.interleave:
+        return _interleaved(model, tok, contexts, answers, bos, args)
     if args.flops:
         return _flops_table(lambda d: score_words(model, tok, contexts, answers, definition=d, strategy="passage",
                                                   batch_size=args.batch_size, bos=bos, progress=False), rows_table)
