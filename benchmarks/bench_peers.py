@@ -29,6 +29,8 @@ import os
 import platform
 import time
 
+from _matmul import best_float32_rate  # benchmarks/ is on sys.path when a script here runs
+
 LN2 = math.log(2)
 
 
@@ -79,17 +81,9 @@ def _interleaved(model, tok, contexts, answers, bos, args) -> int:
 
 def _flops_table(run, rows_table) -> int:
     """Matrix-product FLOPs of each definition (torch.profiler) against its time, and the float32 floor."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    rate = 0.0  # the best float32 rate of SmolLM2's MLP products at 256 rows
-    for x, y in ((torch.randn(256, 576), torch.randn(576, 1536)), (torch.randn(256, 1536), torch.randn(1536, 576))):
-        for _ in range(5):
-            x @ y
-        t0, reps = time.perf_counter(), 200
-        for _ in range(reps):
-            x @ y
-        rate = max(rate, 2 * 256 * x.shape[1] * y.shape[1] * reps / (time.perf_counter() - t0) / 1e9)
+    rate = best_float32_rate(256)
     print(f"best float32 product rate here: {rate:.0f} GFLOP/s\n")
     print("| definition | seconds (timed above) | matrix-product GFLOP | floor at that rate (s) | time / floor |")
     print("|---|---:|---:|---:|---:|")

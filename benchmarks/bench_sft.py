@@ -34,6 +34,8 @@ import random
 import tempfile
 import time
 
+from _matmul import best_float32_rate  # benchmarks/ is on sys.path when a script here runs
+
 EPOCH_CONTEXTS = 1892
 
 
@@ -174,21 +176,6 @@ def main(argv=None) -> int:
     return _trainer_part(args) if args.trainer_contexts else 0
 
 
-def _matmul_rate(m: int) -> float:
-    """Best float32 GFLOP/s of the two MLP product shapes of SmolLM2 at ``m`` rows."""
-    import torch
-
-    best = 0.0
-    for x, y in ((torch.randn(m, 576), torch.randn(576, 1536)), (torch.randn(m, 1536), torch.randn(1536, 576))):
-        for _ in range(5):
-            x @ y
-        t0, reps = time.perf_counter(), 300
-        for _ in range(reps):
-            x @ y
-        best = max(best, 2 * m * x.shape[1] * y.shape[1] * reps / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
 def _trainer_part(args) -> int:
     """Part 3: train_instruct at one context per step, float32 against bf16 autocast, and the float32 floor."""
     import copy
@@ -218,7 +205,7 @@ def _trainer_part(args) -> int:
                 end = next(h for h in trainer.state.log_history if "train_runtime" in h)
                 rows.append((rep, "bf16 autocast" if bf16 else "float32", end["train_runtime"] / len(sample),
                              end["train_loss"]))
-    rate = _matmul_rate(112)
+    rate = best_float32_rate(112, reps=300)
     per_ctx = flops / len(sample)
     print(f"\nPart 3: train_instruct, var recipe, 32 rows (one context per step), {len(sample)} random training "
           f"contexts (seed {args.seed}); the first float32 run was profiled (not timed)\n")
