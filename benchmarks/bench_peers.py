@@ -43,16 +43,32 @@ def _timed(fn, repeat=1):
     return best, out
 
 
-def _interleaved(model, tok, contexts, answers, bos, args) -> int:
-    """varylm ``eow`` and minicons' bow correction timed back to back on each chunk of contexts; summed times."""
+def _minicons(model, tok):
+    """``run(contexts, words, batch, bow)``: minicons' ``conditional_score`` (summed over a word's tokens) in
+    batches, on the local model (it sets a pad token on the tokenizer it is given: a copy)."""
     import copy
-    import statistics
 
     from minicons import scorer
 
+    lm = scorer.IncrementalLMScorer(model, "cpu", tokenizer=copy.deepcopy(tok))
+
+    def run(pre, stim, bs, bow):
+        out = []
+        for s in range(0, len(pre), bs):
+            out += lm.conditional_score(pre[s:s + bs], stim[s:s + bs], reduction=lambda x: x.sum(0).item(),
+                                        bos_token=True, bow_correction=bow)
+        return out
+
+    return run
+
+
+def _interleaved(model, tok, contexts, answers, bos, args) -> int:
+    """varylm ``eow`` and minicons' bow correction timed back to back on each chunk of contexts; summed times."""
+    import statistics
+
     from varylm_hf.scoring import score_words
 
-    lm = scorer.IncrementalLMScorer(model, "cpu", tokenizer=copy.deepcopy(tok))  # it sets a pad token
+    run_minicons = _minicons(model, tok)
     bs, k = args.minicons_batches[0], args.interleave
     bounds = [round(i * len(contexts) / k) for i in range(k + 1)]
     ours = theirs = 0.0
@@ -62,13 +78,7 @@ def _interleaved(model, tok, contexts, answers, bos, args) -> int:
         t_ours, _ = _timed(lambda: score_words(model, tok, cs, ws, definition="eow", strategy="passage",
                                                batch_size=args.batch_size, bos=bos, progress=False))
         pre, stim = [c for c, w in zip(cs, ws) for _ in w], [x for w in ws for x in w]
-
-        def run(pre=pre, stim=stim):
-            for s in range(0, len(pre), bs):
-                lm.conditional_score(pre[s:s + bs], stim[s:s + bs], reduction=lambda x: x.sum(0).item(),
-                                     bos_token=True, bow_correction=True)
-
-        t_theirs, _ = _timed(run)
+        t_theirs, _ = _timed(lambda: run_minicons(pre, stim, bs, True))
         ours, theirs = ours + t_ours, theirs + t_theirs
         ratios.append(t_theirs / t_ours)
     n = sum(len(w) for w in answers)
@@ -139,6 +149,8 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- cloze pairs: varylm vs minicons
     bos = tok.bos_token  # minicons' bos_token=True prepends this token: condition varylm on it too
+    if args.interleave:
+        return _interleaved(model, tok, contexts, answers, bos, args)
     ours = {}
     for definition in ("paper", "eow", "pm"):
         dt, vals = _timed(lambda d=definition: score_words(model, tok, contexts, answers, definition=d,
@@ -146,34 +158,19 @@ def main(argv=None) -> int:
                                                           bos=bos, progress=False), args.repeat)
         ours[definition] = [float(v) for per in vals for v in per]
         rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
-    if args.interleave:
-        return _interleaved(model, tok, contexts, answers, bos, args)
     if args.flops:
         return _flops_table(lambda d: score_words(model, tok, contexts, answers, definition=d, strategy="passage",
                                                   batch_size=args.batch_size, bos=bos, progress=False), rows_table)
     peers = {}
     try:
-        import copy
-
-        from minicons import scorer
-        from transformers import AutoTokenizer  # noqa: F401
-
-        mtok = copy.deepcopy(tok)  # minicons sets a pad token on the tokenizer it is given
-        lm = scorer.IncrementalLMScorer(model, "cpu", tokenizer=mtok)
+        run = _minicons(model, tok)
         pre = [c for c, ws in zip(contexts, answers) for _ in ws]
         stim = [w for ws in answers for w in ws]
-
-        def run_minicons(bs, bow):
-            out = []
-            for s in range(0, len(pre), bs):
-                out += lm.conditional_score(pre[s:s + bs], stim[s:s + bs], reduction=lambda x: x.sum(0).item(),
-                                            bos_token=True, bow_correction=bow)
-            return out
 
         for bow in (False, True):
             best = None
             for bs in args.minicons_batches:
-                dt, vals = _timed(lambda b=bs, c=bow: run_minicons(b, c), args.repeat)
+                dt, vals = _timed(lambda b=bs, c=bow: run(pre, stim, b, c), args.repeat)
                 if best is None or dt < best[0]:
                     best = (dt, bs, vals)
             peers[bow] = best[2]

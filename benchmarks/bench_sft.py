@@ -180,16 +180,22 @@ def _trainer_part(args) -> int:
     """Part 3: train_instruct at one context per step, float32 against bf16 autocast, and the float32 floor."""
     import copy
 
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from varylm_hf.data import load_provo, split_records
     from varylm_hf.modeling import load_model_and_tokenizer
+    from varylm_hf.scoring import _build_forest
     from varylm_hf.training.instruct import train_instruct
+    from varylm_hf.training.rows import var_units
     from varylm_hf.training.sft_config import VarSFTConfig
 
     sample = random.Random(args.seed).sample(split_records(load_provo())["train"], args.trainer_contexts)
     model, tok = load_model_and_tokenizer(args.model)
-    rows, flops = [], None
+    units = var_units(sample, tok)
+    fed = sum(len(_build_forest([u["context_ids"]], [u["word_ids"]], False, False)[0]) for u in units) / len(units)
+    prompt = sum(len(u["context_ids"]) for u in units) / len(units)
+    rows, flops, shares = [], None, {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.trainer_repeats):
             for bf16 in (False, True):
@@ -199,13 +205,22 @@ def _trainer_part(args) -> int:
                 if flops is None:  # the first float32 run, profiled: its matrix-product FLOPs
                     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
                         trainer = train_instruct(copy.deepcopy(model), tok, sample, None, cfg)
-                    flops = sum(e.flops for e in prof.key_averages() if e.flops)
+                    events = prof.key_averages()
+                    flops = sum(e.flops for e in events if e.flops)
+                    total = sum(e.self_cpu_time_total for e in events)
+                    for label, keys in (("matrix products", ("aten::mm", "aten::addmm", "aten::bmm")),
+                                        ("dropout masks (bernoulli_)", ("aten::bernoulli_",)),
+                                        ("attention (sdpa kernels)", ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                                         "aten::_scaled_dot_product_flash_attention_for_cpu_backward"))):
+                        shares[label] = sum(e.self_cpu_time_total for e in events if e.key in keys) / total
+                    del prof, events  # the trace of 40 steps holds ~15 GB
                     continue
                 trainer = train_instruct(copy.deepcopy(model), tok, sample, None, cfg)
                 end = next(h for h in trainer.state.log_history if "train_runtime" in h)
                 rows.append((rep, "bf16 autocast" if bf16 else "float32", end["train_runtime"] / len(sample),
                              end["train_loss"]))
     rate = best_float32_rate(112, reps=300)
+    rate_bf16 = best_float32_rate(112, reps=300, dtype=torch.bfloat16)
     per_ctx = flops / len(sample)
     print(f"\nPart 3: train_instruct, var recipe, 32 rows (one context per step), {len(sample)} random training "
           f"contexts (seed {args.seed}); the first float32 run was profiled (not timed)\n")
@@ -216,6 +231,9 @@ def _trainer_part(args) -> int:
     print(f"\nmatrix products: {per_ctx / 1e9:.1f} GFLOP per context, {per_ctx * EPOCH_CONTEXTS / 1e12:.1f} TFLOP per "
           f"epoch; best float32 rate here {rate:.0f} GFLOP/s -> {per_ctx * EPOCH_CONTEXTS / rate / 1e9 / 60:.1f} min "
           "per epoch for the products alone")
+    print(f"tokens fed per context: {fed:.1f} ({prompt:.1f} of chat prompt); bf16 product rate here {rate_bf16:.0f} "
+          "GFLOP/s")
+    print("share of the profiled float32 run's CPU time: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     return 0
 
 

@@ -70,8 +70,8 @@ def add_grid_arguments(parser, defaults: ReproduceConfig) -> None:
                        help=f"shuffle contexts freely, as the paper{' (default)' if not defaults.group_by_passage else ''}")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=defaults.bf16,
                         help="bfloat16 mixed precision in training (autocast; float32 weights and adapters); default: on "
-                        "for --style instruct with a bf16 CUDA device, off otherwise (on a 2-core CPU it was no faster "
-                        "end to end: docs/benchmarks.md)")
+                        "for --style instruct with a bf16 CUDA device, off otherwise (on a 2-core CPU a little faster but "
+                        "it changes training: docs/benchmarks.md)")
     parser.add_argument("--report-to", default=defaults.report_to,
                         help="the Trainer's report_to for the fine-tuned cells: none (default), tensorboard, wandb...")
     parser.add_argument("--out", default=defaults.out_dir, help="run folder; re-running skips finished cells (default: %(default)s)")

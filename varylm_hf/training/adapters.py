@@ -245,7 +245,7 @@ def frozen_linear_weights_in(model, dtype) -> Iterator[int]:
     """Hold the frozen float32 weights of ``model``'s linear layers in ``dtype`` inside the block; yields how many.
 
     Under ``torch.autocast`` a frozen weight is cast again at every call (autocast caches only the casts of weights
-    that require grad), which costs ~40% of a LoRA step of SmolLM2 on CPU in bfloat16. Holding the frozen
+    that require grad), a large share of a LoRA step of SmolLM2 on CPU in bfloat16. Holding the frozen
     projections in the autocast dtype gives the same numbers (autocast casts them to that dtype anyway) without the
     casts. Embedding weights (and a head tied to them) stay as they are, so the residual stream keeps its dtype;
     LoRA weights, norms and biases of trainable layers are not touched. On exit the original float32 tensors are
