@@ -132,10 +132,15 @@ def test_gradient_matches_autograd_on_brute_force(strategy, definition):
         torch.testing.assert_close(got[name], ref[name], atol=1e-8, rtol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk):
-    """Without gradients the passage strategy runs the trunk once (KV cache) and the word branches in chunks."""
+@pytest.mark.parametrize("chunk,rows", [(1, 64), (3, 64), (3, 2), (256, 1)])
+def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk, rows):
+    """Without gradients the passage strategy runs the trunk once (KV cache) and the word branches in chunks, each
+    chunk attending only to the trunk nodes it needs (non-contiguous here: BOS and the second passage), and
+    normalises the logits ``rows`` rows at a time (a word's rows may fall in different blocks)."""
+    from varylm_hf.scoring import gather
+
     monkeypatch.setattr(engine, "_BRANCH_CHUNK_TOKENS", chunk)  # patched where score_token_ids looks them up
+    monkeypatch.setattr(gather, "_REDUCE_ROWS", rows)
     calls = []
     trunk = engine._score_trunk
     monkeypatch.setattr(engine, "_score_trunk", lambda *a, **k: calls.append(k.get("chunk_tokens", a[5])) or trunk(*a, **k))
@@ -147,7 +152,12 @@ def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk):
             got = score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy="passage")
         for r, g in zip(ref, got):
             torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
-    assert calls == [chunk, chunk]  # the cached-trunk path with the patched chunk, not training's one forward
+    with torch.no_grad():  # pm's word-begin term reads each word's first row: against one sequence per pair
+        ref = score_words(model, tok, CONTEXTS, WORDS, definition="pm", strategy="pair", batch_size=64)
+        got = score_words(model, tok, CONTEXTS, WORDS, definition="pm", strategy="passage")
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
+    assert calls == [chunk, chunk, chunk]  # the cached-trunk path with the patched chunk, not training's one forward
 
 
 def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .gather import _gather, _inputs_of, _log_softmax, _split
+from .gather import _inputs_of, _log_softmax, _reads, _split, _sum_words
 from .model import _cache_kwarg, _forward_params, _logits_at, _model_dtype_device, _unwrap
 
 
@@ -32,7 +32,6 @@ def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size, begin
         pos = torch.arange(T).expand(len(seqs), T)
         logits = _logits_at(model, ids.to(device), keep.to(device), params,
                             attention_mask=att.to(device), position_ids=pos.to(device))
-        logp = _log_softmax(logits)
         # row-major order of keep: per sequence, its query positions in order
         q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
         r = 0
@@ -46,8 +45,9 @@ def _score_pair(model, context_ids, word_ids, eow, start_mask, batch_size, begin
                 eow_rows.append(r + len(w))
                 eow_word.append(b)
             r += int(keep[b].sum())
-        vals = _gather(logp, q_row, q_tok, q_word, len(chunk), eow_rows, eow_word, start_mask, logp, begin,
+        reads = _reads(len(chunk), q_row, q_tok, q_word, eow_rows, eow_word,
                        [begin_cls[i][j] for i, j in chunk] if begin is not None else None)
+        vals = _sum_words([logits], reads, start_mask, begin)
         for b, p in enumerate(chunk):
             results[flat_index[p]] = vals[b]
     return _split(results, word_ids)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .gather import _gather, _inputs_of, _log_softmax, _split
+from .gather import _inputs_of, _reads, _split, _sum_words
 from .model import _cache_kwarg, _forward_params, _forward_rows, _logits_at, _model_dtype_device, _unwrap
 
 #: Packing budget of one ``tree`` row, in tokens (``max_row_tokens`` of :func:`~varylm_hf.scoring.score_token_ids`).
@@ -101,12 +101,12 @@ def _score_tree(model, context_ids, word_ids, eow, start_mask, merge_contexts, m
     mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
     logits = _logits_at(model, torch.from_numpy(ids).to(device), torch.from_numpy(keep).to(device), params,
                         attention_mask=mask.to(device), position_ids=torch.from_numpy(pos).to(device))
-    return _words_from_logits(logits, qrow, queries, word_ids, start_mask, begin, begin_cls)
+    return _words_from_logits([logits], qrow, queries, word_ids, start_mask, begin, begin_cls)
 
 
-def _words_from_logits(logits, qrow, queries, word_ids, start_mask, begin, begin_cls):
-    """Per-context word log-probs from the logits of the needed trie nodes (``qrow``: node -> logits row)."""
-    logp = _log_softmax(logits)
+def _words_from_logits(parts, qrow, queries, word_ids, start_mask, begin, begin_cls):
+    """Per-context word log-probs from the logits of the needed trie nodes (``qrow``: node -> logits row;
+    ``parts``: the rows in consecutive blocks, maybe a generator of forwards)."""
     q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
     for k, (q, e) in enumerate(queries):
         for n, t in q:
@@ -116,8 +116,9 @@ def _words_from_logits(logits, qrow, queries, word_ids, start_mask, begin, begin
         if e is not None:
             eow_rows.append(qrow[e])
             eow_word.append(k)
-    vals = _gather(logp, q_row, q_tok, q_word, len(queries), eow_rows, eow_word, start_mask, logp, begin,
+    reads = _reads(len(queries), q_row, q_tok, q_word, eow_rows, eow_word,
                    [c for per in begin_cls for c in per] if begin is not None else None)
+    vals = _sum_words(parts, reads, start_mask, begin)
     return _split(list(vals.unbind(0)) if len(queries) else [], word_ids)
 
 
@@ -142,7 +143,10 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
     branches in chunks of about ``chunk_tokens`` that attend to the cached trunk.
 
     Attention then costs (branch tokens x (trunk + chunk)) instead of (all nodes)^2, and no trunk token is
-    computed twice. Equal to one forward over the whole trie (``_score_tree``) up to float rounding.
+    computed twice; each chunk's cache holds only the trunk nodes its branches attend to (the other passages'
+    and later contexts' nodes are dropped), and each chunk's logits are reduced to word log-probs before the
+    next forward, so one chunk's (rows, V) logits are held at a time. Equal to one forward over the whole trie
+    (``_score_tree``) up to float rounding.
     """
     from transformers import DynamicCache  # heavy: transformers; scoring imports only torch
 
@@ -155,10 +159,9 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
     trunk_allowed = _ancestor_mask(parent, trunk, {n: n for n in trunk})
     keep = [n for n in trunk if n in needed]
     cache = DynamicCache(config=_unwrap(model).config)
-    parts, order = [], list(keep)
-    parts.append(_forward_rows(model, [tok[n] for n in trunk], [depth[n] for n in trunk],
-                               _float_mask(trunk_allowed, dtype), keep, params, device, use_cache=True,
-                               **{cache_kw: cache}))
+    trunk_logits = _forward_rows(model, [tok[n] for n in trunk], [depth[n] for n in trunk],
+                                 _float_mask(trunk_allowed, dtype), keep, params, device, use_cache=True,
+                                 **{cache_kw: cache})
     trunk_kv = [(layer.keys, layer.values) for layer in cache.layers]
     if not trunk_kv or any(k is None for k, _ in trunk_kv):  # the model did not fill the cache (checkpointing...)
         return _score_tree(model, context_ids, word_ids, eow, start_mask, True, None, begin, begin_cls)
@@ -177,19 +180,23 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
         cur = cur + g
     if cur:
         chunks.append(cur)
-    for nodes in chunks:
-        local = {n: i for i, n in enumerate(nodes)}
-        allowed = np.concatenate([trunk_allowed[[parent[root[n]] for n in nodes]],
-                                  _ancestor_mask(parent, nodes, local)], axis=1)
-        branch_cache = DynamicCache(config=_unwrap(model).config)
-        for i, (k, v) in enumerate(trunk_kv):
-            branch_cache.update(k, v, i)
-        keep = [n for n in nodes if n in needed]
-        if not keep:
-            continue
-        parts.append(_forward_rows(model, [tok[n] for n in nodes], [depth[n] for n in nodes],
-                                   _float_mask(allowed, dtype), [local[n] for n in keep], params, device,
-                                   use_cache=True, **{cache_kw: branch_cache}))
-        order.extend(keep)
+    chunks = [nodes for nodes in chunks if any(n in needed for n in nodes)]
+    order = list(keep) + [n for nodes in chunks for n in nodes if n in needed]
+
+    def branch_logits():
+        yield trunk_logits
+        for nodes in chunks:
+            local = {n: i for i, n in enumerate(nodes)}
+            ancestors = trunk_allowed[[parent[root[n]] for n in nodes]]
+            cols = np.flatnonzero(ancestors.any(axis=0))  # only the trunk nodes this chunk's branches attend to
+            allowed = np.concatenate([ancestors[:, cols], _ancestor_mask(parent, nodes, local)], axis=1)
+            cols_t = torch.from_numpy(cols).to(device)
+            branch_cache = DynamicCache(config=_unwrap(model).config)
+            for i, (k, v) in enumerate(trunk_kv):
+                branch_cache.update(k.index_select(2, cols_t), v.index_select(2, cols_t), i)
+            yield _forward_rows(model, [tok[n] for n in nodes], [depth[n] for n in nodes],
+                                _float_mask(allowed, dtype), [local[n] for n in nodes if n in needed], params,
+                                device, use_cache=True, **{cache_kw: branch_cache})
+
     qrow = {n: i for i, n in enumerate(order)}
-    return _words_from_logits(torch.cat(parts, 0), qrow, queries, word_ids, start_mask, begin, begin_cls)
+    return _words_from_logits(branch_logits(), qrow, queries, word_ids, start_mask, begin, begin_cls)
