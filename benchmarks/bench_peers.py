@@ -62,12 +62,10 @@ def _minicons(model, tok):
     return run
 
 
-def _interleaved(model, tok, contexts, answers, bos, args) -> int:
+def _interleaved(model, tok, contexts, answers, score, args) -> int:
     """varylm ``eow`` on all pairs and minicons' bow correction on one K-th of them, alternating K times (and varylm
     once more at the end), so that both are sampled over the same minutes of a machine whose speed drifts."""
     import statistics
-
-    from varylm_hf.scoring import score_words
 
     run_minicons = _minicons(model, tok)
     bs, k = args.minicons_batches[0], args.interleave
@@ -79,8 +77,7 @@ def _interleaved(model, tok, contexts, answers, bos, args) -> int:
     cost = [len(tok(c + " " + w)["input_ids"]) for c, w in zip(pre, stim)]
 
     def ours():
-        return _timed(lambda: score_words(model, tok, contexts, answers, definition="eow", strategy="passage",
-                                          batch_size=args.batch_size, bos=bos, progress=False))[0]
+        return _timed(lambda: score("eow"))[0]
 
     ours()  # warm-up (untimed): the masks and the allocator
     t_ours, t_theirs, ratios = [], 0.0, []
@@ -100,9 +97,10 @@ def _interleaved(model, tok, contexts, answers, bos, args) -> int:
     return 0
 
 
-def _flops_table(run, rows_table, vocab: int) -> int:
+def _flops_table(run, rows_table, head_shape: list) -> int:
     """Matrix-product FLOPs of each definition (torch.profiler) against its time and the float32 floor, then where
-    the profiled time goes: the output head's products (``vocab`` columns), the other products, attention."""
+    the profiled time goes: the output head's products (an operand of ``head_shape`` = (vocab, hidden) or its
+    transpose), the other products, attention."""
     from torch.profiler import ProfilerActivity, profile
 
     rate = best_float32_rate(256)
@@ -125,7 +123,8 @@ def _flops_table(run, rows_table, vocab: int) -> int:
         attention = 0.0
         for e in events:
             if e.key in ("aten::mm", "aten::addmm", "aten::bmm"):
-                part = split["head" if any(vocab in shape for shape in e.input_shapes if shape) else "other"]
+                head = any(list(shape) in (head_shape, head_shape[::-1]) for shape in e.input_shapes if shape)
+                part = split["head" if head else "other"]
                 part[0] += e.self_cpu_time_total / 1e6
                 part[1] += flops.get((e.key, str(e.input_shapes)), 0.0)
             elif "scaled_dot_product" in e.key:
@@ -184,22 +183,22 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- cloze pairs: varylm vs minicons
     bos = tok.bos_token  # minicons' bos_token=True prepends this token: condition varylm on it too
+
+    def score(definition):  # varylm's passage strategy on every pair, as `varylm score` runs it
+        return score_words(model, tok, contexts, answers, definition=definition, strategy="passage",
+                           batch_size=args.batch_size, bos=bos, progress=False)
+
     if args.interleave:
-        return _interleaved(model, tok, contexts, answers, bos, args)
+        return _interleaved(model, tok, contexts, answers, score, args)
     ours = {}
-    # warm-up (untimed): the first large run pays the allocator's first touch of its (rows, V) buffers
-    score_words(model, tok, contexts, answers, definition="eow", strategy="passage", batch_size=args.batch_size,
-                bos=bos, progress=False)
+    score("eow")  # warm-up (untimed): the first large run of a process is slower
     for definition in ("paper", "eow", "pm"):
-        dt, vals = _timed(lambda d=definition: score_words(model, tok, contexts, answers, definition=d,
-                                                          strategy="passage", batch_size=args.batch_size,
-                                                          bos=bos, progress=False), args.repeat)
+        dt, vals = _timed(lambda d=definition: score(d), args.repeat)
         ours[definition] = [float(v) for per in vals for v in per]
         rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
     if args.flops:
-        return _flops_table(lambda d: score_words(model, tok, contexts, answers, definition=d, strategy="passage",
-                                                  batch_size=args.batch_size, bos=bos, progress=False), rows_table,
-                            model.get_output_embeddings().weight.shape[0])
+        emb = model.get_output_embeddings().weight
+        return _flops_table(score, rows_table, list(emb.shape))
     peers = {}
     try:
         run = _minicons(model, tok)

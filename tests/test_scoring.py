@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -60,7 +61,7 @@ def _end_set(tokenizer, word: str) -> set[int]:
 
 
 def brute_force(model, tokenizer, contexts, words, definition):
-    """One forward per (context, word), no mask, full logits: the reference."""
+    """One forward per (context, word), no mask, full logits: the reference (``paper``, ``eow``, ``pm``)."""
     out = []
     for context, ws in zip(contexts, words):
         ctx = scoring.context_token_ids(tokenizer, context)
@@ -75,6 +76,11 @@ def brute_force(model, tokenizer, contexts, words, definition):
                 if WordRule().cut(" " + spelled + " ", ended=True) != spelled:  # not a word ("," "'s"): as its last letter
                     spelled = "an" if spelled[-1:] in "nN" else "ab"
                 lp = lp + torch.logsumexp(logp[len(ctx) + len(wid) - 1, sorted(_end_set(tokenizer, spelled))], -1)
+            elif definition == "pm":  # + log E(after the word) - log S(after the context), wordsprobability's boundary
+                end, begin = scoring.pm_boundary(tokenizer, logp.shape[-1])
+                cls = begin.classes([wid[0]], [not context.strip()])[0]
+                lp = (lp + torch.logsumexp(logp[len(ctx) + len(wid) - 1][end.masks[0]], -1)
+                      - torch.log((logp[len(ctx) - 1].exp() * begin.weights[cls]).sum()))
             vals.append(lp)
         out.append(torch.stack(vals))
     return out
@@ -133,31 +139,58 @@ def test_gradient_matches_autograd_on_brute_force(strategy, definition):
 
 
 @pytest.mark.parametrize("chunk,rows", [(1, 64), (3, 64), (3, 2), (256, 1)])
-def test_passage_branch_chunks_match_brute_force(monkeypatch, chunk, rows):
+def test_passage_branch_chunks_match_brute_force(monkeypatch, model_tok, chunk, rows):
     """Without gradients the passage strategy runs the trunk once (KV cache) and the word branches in chunks, each
     chunk attending only to the trunk nodes it needs (non-contiguous here: BOS and the second passage), and
     normalises the logits ``rows`` rows at a time (a word's rows may fall in different blocks)."""
-    from varylm_hf.scoring import gather
+    from varylm_hf.scoring import gather, trie
 
+    model, tok = model_tok
+    model = copy.deepcopy(model).double()
     monkeypatch.setattr(engine, "_BRANCH_CHUNK_TOKENS", chunk)  # patched where score_token_ids looks them up
     monkeypatch.setattr(gather, "_REDUCE_ROWS", rows)
-    calls = []
+    calls, widths = [], []
     trunk = engine._score_trunk
     monkeypatch.setattr(engine, "_score_trunk", lambda *a, **k: calls.append(k.get("chunk_tokens", a[5])) or trunk(*a, **k))
-    tok = make_tiny_word_tokenizer("bytelevel")
-    model = tiny_gpt2(len(tok), seed=2).double()
-    for definition in ("paper", "eow"):
+    float_mask = trie._float_mask
+    monkeypatch.setattr(trie, "_float_mask", lambda allowed, dtype: widths.append(allowed.shape) or float_mask(allowed, dtype))
+    for definition in ("paper", "eow", "pm"):
         with torch.no_grad():
             ref = brute_force(model, tok, CONTEXTS, WORDS, definition)
             got = score_words(model, tok, CONTEXTS, WORDS, definition=definition, strategy="passage")
         for r, g in zip(ref, got):
-            torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
-    with torch.no_grad():  # pm's word-begin term reads each word's first row: against one sequence per pair
-        ref = score_words(model, tok, CONTEXTS, WORDS, definition="pm", strategy="pair", batch_size=64)
-        got = score_words(model, tok, CONTEXTS, WORDS, definition="pm", strategy="passage")
-    for r, g in zip(ref, got):
-        torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6)
+            torch.testing.assert_close(g, r.to(g.dtype), atol=1e-6, rtol=1e-6)
     assert calls == [chunk, chunk, chunk]  # the cached-trunk path with the patched chunk, not training's one forward
+    n_trunk = widths[0][0]  # the first mask of a call is the trunk's (square)
+    branch = [(q, k) for q, k in widths if q != k or q != n_trunk]
+    assert branch and all(k - q <= n_trunk for q, k in branch)
+    if chunk < 256:  # several chunks: some see only part of the trunk (BOS + their passage)
+        assert min(k - q for q, k in branch) < n_trunk
+
+
+def test_sliding_window_models_are_scored_exactly():
+    """A sliding-window model: sequences longer than the window fall back to the ``context`` strategy (the model's
+    own masks); shorter ones keep the trie, and the cached trunk, longer than the window, falls back to one forward."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = make_tiny_word_tokenizer("metaspace")
+    lengths = [len(scoring.context_token_ids(tok, c)) + max(len(word_token_ids(tok, c, w)) for w in ws)
+               for c, ws in zip(CONTEXTS, WORDS)]
+    for window in (3, max(lengths)):
+        torch.manual_seed(0)
+        cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                            sliding_window=window, initializer_range=0.2, bos_token_id=0, eos_token_id=1)
+        cfg._attn_implementation = "sdpa"
+        model = MistralForCausalLM(cfg).eval().double()
+        assert scoring.attention_window(model) == window
+        with torch.no_grad():
+            ref = brute_force(model, tok, CONTEXTS, WORDS, "eow")
+            for strategy in ("tree", "passage"):
+                got = score_words(model, tok, CONTEXTS, WORDS, definition="eow", strategy=strategy)
+                for r, g in zip(ref, got):
+                    torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-6, msg=f"window {window}, {strategy}")
+    assert scoring.attention_window(tiny_word_llama(len(tok))) is None
 
 
 def test_word_tokenisation_conventions(bpe_tokenizer, sp_tokenizer):

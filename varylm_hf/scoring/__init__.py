@@ -83,6 +83,7 @@ from .model import (  # noqa: F401  (the private helpers: imported by surprisal,
     _model_dtype_device,
     _model_max_positions,
     _unwrap,
+    attention_window,
     supports_tree_attention,
 )
 from .scorer import WordScorer, score_words, word_logprobs, word_loss
@@ -108,6 +109,7 @@ __all__ = [
     "encode_batch",
     "WordScorer",
     "supports_tree_attention",
+    "attention_window",
     "score_token_ids",
     "score_words",
     "word_logprobs",

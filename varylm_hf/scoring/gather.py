@@ -23,11 +23,11 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class _Reads:
-    """Which logits row each word reads, as long tensors over one global row numbering.
+    """Which logits row each word reads, as long tensors over one global row numbering, each group sorted by row.
 
     ``q_*``: one entry per (word, token): the row predicting the token; ``eow_*``: one per word of an
     end-of-word definition, the row after its last token and that token; ``begin_*`` (``pm``): one per word,
-    the row before its first token and its :class:`WordBegin` class.
+    the row before its first token, the word and its :class:`WordBegin` class.
     """
 
     n_words: int
@@ -38,7 +38,15 @@ class _Reads:
     eow_word: torch.Tensor
     eow_last: torch.Tensor
     begin_row: torch.Tensor | None
+    begin_word: torch.Tensor | None
     begin_cls: torch.Tensor | None
+
+
+def _by_row(rows, *others):
+    """Long tensors of ``rows`` and ``others``, stably sorted by row (a block's entries are then one slice)."""
+    rows = torch.as_tensor(list(rows), dtype=torch.long)
+    order = torch.argsort(rows, stable=True)
+    return [rows[order]] + [torch.as_tensor(list(o), dtype=torch.long)[order] for o in others]
 
 
 def _reads(n_words, q_row, q_tok, q_word, eow_rows=(), eow_word=(), begin_cls=None) -> _Reads:
@@ -47,45 +55,53 @@ def _reads(n_words, q_row, q_tok, q_word, eow_rows=(), eow_word=(), begin_cls=No
     for r, w, t in zip(q_row, q_word, q_tok):
         last[w] = t
         first.setdefault(w, r)
+    q = _by_row(q_row, q_tok, q_word)
+    e = _by_row(eow_rows, eow_word, [last[w] for w in eow_word])
+    b = _by_row([first[k] for k in range(n_words)], range(n_words), begin_cls) if begin_cls is not None else [None] * 3
+    return _Reads(n_words, *q, *e, *b)
 
-    def long(x):
-        return torch.as_tensor(list(x), dtype=torch.long)
 
-    begin_row = long(first[k] for k in range(n_words)) if begin_cls is not None else None
-    return _Reads(n_words, long(q_row), long(q_tok), long(q_word), long(eow_rows), long(eow_word),
-                  long(last[w] for w in eow_word), begin_row, long(begin_cls) if begin_cls is not None else None)
+def _block(rows: torch.Tensor, lo: int, hi: int) -> slice:
+    """The slice of the sorted ``rows`` that fall in ``[lo, hi)``."""
+    a, b = torch.searchsorted(rows, torch.tensor([lo, hi])).tolist()
+    return slice(a, b)
 
 
 def _sum_words(parts: Iterable[torch.Tensor], reads: _Reads, word_end=None, begin=None) -> torch.Tensor:
     """Per-word log q: the log-probs of its tokens (+ the end-of-word term) minus the word-begin term (``pm``).
 
-    ``parts`` are consecutive blocks of logits rows (any iterable: a generator runs forwards lazily, so only one
-    block is held at a time). Without gradients each block is normalised ``_REDUCE_ROWS`` rows at a time; with
-    gradients in one piece (one graph node per block).
+    ``parts`` are consecutive blocks of logits rows (any iterable: a generator runs forwards lazily, so only the
+    block being reduced is held). On CPU without gradients each block is normalised ``_REDUCE_ROWS`` rows at a
+    time; with gradients, or on an accelerator, in one piece.
     """
     out = None
     offset = 0
     for part in parts:
+        if not part.shape[0]:
+            continue
+        device = part.device
         if out is None:
-            out = torch.zeros(reads.n_words, dtype=torch.float32, device=part.device)
-        step = part.shape[0] if torch.is_grad_enabled() else _REDUCE_ROWS
-        for block in part.split(max(step, 1), dim=0):
+            out = torch.zeros(reads.n_words, dtype=torch.float32, device=device)
+        whole = torch.is_grad_enabled() or device.type != "cpu"
+        for block in part.split(part.shape[0] if whole else _REDUCE_ROWS, dim=0):
             lo, hi = offset, offset + block.shape[0]
             offset = hi
             logp = _log_softmax(block)
             if reads.begin_row is not None:
-                sel = ((reads.begin_row >= lo) & (reads.begin_row < hi)).nonzero()[:, 0]
-                if len(sel):
-                    term = begin.term(logp, reads.begin_cls[sel].to(out.device), rows=reads.begin_row[sel] - lo)
-                    out = out.index_add(0, sel.to(out.device), -term)
-            sel = (reads.q_row >= lo) & (reads.q_row < hi)
-            if bool(sel.any()):
-                vals = logp[(reads.q_row[sel] - lo).to(out.device), reads.q_tok[sel].to(out.device)]
-                out = out.index_add(0, reads.q_word[sel].to(out.device), vals)
-            sel = (reads.eow_row >= lo) & (reads.eow_row < hi)
-            if bool(sel.any()):
-                term = word_end.term(logp, reads.eow_last[sel], rows=reads.eow_row[sel] - lo)
-                out = out.index_add(0, reads.eow_word[sel].to(out.device), term)
+                s = _block(reads.begin_row, lo, hi)
+                if s.stop > s.start:
+                    term = begin.term(logp, reads.begin_cls[s].to(device), rows=(reads.begin_row[s] - lo).to(device))
+                    out = out.index_add(0, reads.begin_word[s].to(device), -term)
+            s = _block(reads.q_row, lo, hi)
+            if s.stop > s.start:
+                vals = logp[(reads.q_row[s] - lo).to(device), reads.q_tok[s].to(device)]
+                out = out.index_add(0, reads.q_word[s].to(device), vals)
+            s = _block(reads.eow_row, lo, hi)
+            if s.stop > s.start:
+                term = word_end.term(logp, reads.eow_last[s], rows=(reads.eow_row[s] - lo).to(device))
+                out = out.index_add(0, reads.eow_word[s].to(device), term)
+            del logp
+        del part, block
     if out is None:
         out = torch.zeros(reads.n_words, dtype=torch.float32)
     return out

@@ -45,6 +45,30 @@ def supports_tree_attention(model) -> bool:
     return impl in (None, "eager", "sdpa")
 
 
+def attention_window(model) -> int | None:
+    """The smallest sliding-window or chunked-attention span of the model's layers, or None (full attention).
+
+    Tries and cached trunks hand the model a 4D mask, which it uses as given: exact only while every scored
+    sequence fits in this span (:func:`~varylm_hf.scoring.score_token_ids` falls back to ``context`` otherwise).
+    """
+    cfg = _unwrap(model).config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    sliding, chunk = getattr(cfg, "sliding_window", None), getattr(cfg, "attention_chunk_size", None)
+    types = getattr(cfg, "layer_types", None)
+    spans = []
+    if isinstance(types, (list, tuple)):
+        if sliding and any("sliding" in str(t) for t in types):
+            spans.append(int(sliding))
+        if chunk and any("chunk" in str(t) for t in types):
+            spans.append(int(chunk))
+    else:
+        if sliding and getattr(cfg, "use_sliding_window", True):
+            spans.append(int(sliding))
+        if chunk:
+            spans.append(int(chunk))
+    return min(spans) if spans else None
+
+
 def _logits_at(model, input_ids, keep, params, **kw) -> torch.Tensor:
     """Logits (N, V) at the True positions of the boolean (B, T) ``keep`` mask, row-major."""
     if "logits_to_keep" in params:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .gather import _inputs_of, _log_softmax, _reads, _split, _sum_words
+from .gather import _inputs_of, _reads, _split, _sum_words
 from .model import _cache_kwarg, _forward_params, _logits_at, _model_dtype_device, _unwrap
 
 
@@ -62,39 +62,42 @@ def _score_context(model, context_ids, word_ids, eow, start_mask, begin=None, be
     cache_kw = _cache_kwarg(params)
     config = _unwrap(model).config
     out = []
-    for ctx, words in zip(context_ids, word_ids):
+    for i, (ctx, words) in enumerate(zip(context_ids, word_ids)):
         if not words:
             out.append(torch.zeros(0, device=device))
             continue
         L = len(ctx)
-        cache = DynamicCache(config=config)
-        ids = torch.tensor([ctx], device=device)
-        first = model(input_ids=ids, position_ids=torch.arange(L, device=device)[None],
-                      attention_mask=torch.ones_like(ids), use_cache=True, **{cache_kw: cache}).logits[0, -1]
-        first_lp = _log_softmax(first)  # (V,)
         branches = [(j, _inputs_of(w, eow)) for j, w in enumerate(words)]
         branches = [(j, b) for j, b in branches if b]
-        values = [first_lp[w[0]] for w in words]
-        values = [v.clone() for v in values]
-        if begin is not None:
-            b_term = begin.term(first_lp[None].expand(len(words), -1), begin_cls[len(out)])
-            values = [v - b_term[j] for j, v in enumerate(values)]
-        if branches:
-            m = max(len(b) for _, b in branches)
-            nb = len(branches)
-            bids = torch.zeros(nb, m, dtype=torch.long)
-            for r, (_, b) in enumerate(branches):
-                bids[r, : len(b)] = torch.tensor(b)
-            cache.batch_repeat_interleave(nb)
-            logits = model(input_ids=bids.to(device), attention_mask=torch.ones(nb, L + m, dtype=torch.long, device=device),
-                           position_ids=(L + torch.arange(m, device=device)).expand(nb, m),
-                           use_cache=True, **{cache_kw: cache}).logits  # (nb, m, V)
-            logp = _log_softmax(logits)
-            for r, (j, b) in enumerate(branches):
-                w = words[j]
-                extra = logp[r, torch.arange(len(w) - 1, device=device), torch.tensor(w[1:], dtype=torch.long, device=device)].sum()
-                if eow:
-                    extra = extra + start_mask.term(logp[r, len(w) - 1][None], [w[-1]])[0]
-                values[j] = values[j] + extra
-        out.append(torch.stack(values))
+        m = max((len(b) for _, b in branches), default=0)
+        # logits rows: 0 after the context, then 1 + r*m + k after token k of branch r (padded to m tokens)
+        at = {j: 1 + r * m for r, (j, _) in enumerate(branches)}
+        q_row, q_tok, q_word, eow_rows, eow_word = [], [], [], [], []
+        for j, w in enumerate(words):
+            for k, t in enumerate(w):
+                q_row.append(0 if k == 0 else at[j] + k - 1)
+                q_tok.append(t)
+                q_word.append(j)
+            if eow:
+                eow_rows.append(at[j] + len(w) - 1)
+                eow_word.append(j)
+        reads = _reads(len(words), q_row, q_tok, q_word, eow_rows, eow_word,
+                       begin_cls[i] if begin is not None else None)
+
+        def rows(ctx=ctx, L=L, branches=branches, m=m):
+            cache = DynamicCache(config=config)
+            ids = torch.tensor([ctx], device=device)
+            yield model(input_ids=ids, position_ids=torch.arange(L, device=device)[None],
+                        attention_mask=torch.ones_like(ids), use_cache=True, **{cache_kw: cache}).logits[0, -1:]
+            if branches:
+                nb = len(branches)
+                bids = torch.zeros(nb, m, dtype=torch.long)
+                for r, (_, b) in enumerate(branches):
+                    bids[r, : len(b)] = torch.tensor(b)
+                cache.batch_repeat_interleave(nb)
+                yield model(input_ids=bids.to(device), attention_mask=torch.ones(nb, L + m, dtype=torch.long, device=device),
+                            position_ids=(L + torch.arange(m, device=device)).expand(nb, m),
+                            use_cache=True, **{cache_kw: cache}).logits.reshape(nb * m, -1)
+
+        out.append(_sum_words(rows(), reads, start_mask, begin))
     return out

@@ -163,7 +163,8 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
                                  _float_mask(trunk_allowed, dtype), keep, params, device, use_cache=True,
                                  **{cache_kw: cache})
     trunk_kv = [(layer.keys, layer.values) for layer in cache.layers]
-    if not trunk_kv or any(k is None for k, _ in trunk_kv):  # the model did not fill the cache (checkpointing...)
+    if not trunk_kv or any(k is None or k.shape[-2] != n_trunk for k, _ in trunk_kv):
+        # the model did not fill the cache (checkpointing...), or a sliding-window layer kept only its window
         return _score_tree(model, context_ids, word_ids, eow, start_mask, True, None, begin, begin_cls)
     # branch subtrees (a word's nodes below the trunk stay together), packed into chunks in insertion order
     root = {}
@@ -180,20 +181,23 @@ def _score_trunk(model, context_ids, word_ids, eow, start_mask, chunk_tokens, be
         cur = cur + g
     if cur:
         chunks.append(cur)
-    chunks = [nodes for nodes in chunks if any(n in needed for n in nodes)]
     order = list(keep) + [n for nodes in chunks for n in nodes if n in needed]
 
+    held = [trunk_logits]  # handed over, not kept: only the chunk being reduced stays alive
+    del trunk_logits
+
     def branch_logits():
-        yield trunk_logits
+        yield held.pop()
         for nodes in chunks:
             local = {n: i for i, n in enumerate(nodes)}
             ancestors = trunk_allowed[[parent[root[n]] for n in nodes]]
             cols = np.flatnonzero(ancestors.any(axis=0))  # only the trunk nodes this chunk's branches attend to
             allowed = np.concatenate([ancestors[:, cols], _ancestor_mask(parent, nodes, local)], axis=1)
-            cols_t = torch.from_numpy(cols).to(device)
+            cols_t = torch.from_numpy(cols)
             branch_cache = DynamicCache(config=_unwrap(model).config)
-            for i, (k, v) in enumerate(trunk_kv):
-                branch_cache.update(k.index_select(2, cols_t), v.index_select(2, cols_t), i)
+            for i, (k, v) in enumerate(trunk_kv):  # each layer's cache on its own device (a model split over GPUs)
+                at = cols_t.to(k.device)
+                branch_cache.update(k.index_select(2, at), v.index_select(2, at), i)
             yield _forward_rows(model, [tok[n] for n in nodes], [depth[n] for n in nodes],
                                 _float_mask(allowed, dtype), [local[n] for n in nodes if n in needed], params,
                                 device, use_cache=True, **{cache_kw: branch_cache})
