@@ -19,6 +19,7 @@ Usage::
     python benchmarks/bench_peers.py --limit 4        # a quick check: 4 contexts, 1 text
     python benchmarks/bench_peers.py --flops          # varylm only: matrix-product FLOPs and their float32 floor
     python benchmarks/bench_peers.py --interleave 8   # eow vs minicons' bow correction, alternating 8 rounds
+    python benchmarks/bench_peers.py --text-only --repeat 5   # running text only, best of 5 each
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="time each run this many times, keep the best")
     ap.add_argument("--flops", action="store_true", help="count varylm's matrix-product FLOPs per definition and "
                     "print the float32 floor at this machine's best product rate; skips the peers")
+    ap.add_argument("--text-only", action="store_true", help="only the running text: varylm against wordsprobability "
+                    "(with --repeat: best of N each)")
     ap.add_argument("--interleave", type=int, default=0, metavar="K",
                     help="only varylm eow against minicons' bow correction (batch: the first --minicons-batches): K rounds, "
                     "each varylm on all pairs then minicons on one K-th of them, so that both see the same machine state")
@@ -190,32 +193,32 @@ def main(argv=None) -> int:
 
     if args.interleave:
         return _interleaved(model, tok, contexts, answers, score, args)
-    ours = {}
-    score("eow")  # warm-up (untimed): the first large run of a process is slower
-    for definition in ("paper", "eow", "pm"):
-        dt, vals = _timed(lambda d=definition: score(d), args.repeat)
-        ours[definition] = [float(v) for per in vals for v in per]
-        rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
-    if args.flops:
-        emb = model.get_output_embeddings().weight
-        return _flops_table(score, rows_table, list(emb.shape))
-    peers = {}
-    try:
-        run = _minicons(model, tok)
-        pre = [c for c, ws in zip(contexts, answers) for _ in ws]
-        stim = [w for ws in answers for w in ws]
+    ours, peers = {}, {}
+    if not args.text_only:
+        score("eow")  # warm-up (untimed): the first large run of a process is slower
+        for definition in ("paper", "eow", "pm"):
+            dt, vals = _timed(lambda d=definition: score(d), args.repeat)
+            ours[definition] = [float(v) for per in vals for v in per]
+            rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
+        if args.flops:
+            emb = model.get_output_embeddings().weight
+            return _flops_table(score, rows_table, list(emb.shape))
+        try:
+            run = _minicons(model, tok)
+            pre = [c for c, ws in zip(contexts, answers) for _ in ws]
+            stim = [w for ws in answers for w in ws]
 
-        for bow in (False, True):
-            best = None
-            for bs in args.minicons_batches:
-                dt, vals = _timed(lambda b=bs, c=bow: run(pre, stim, b, c), args.repeat)
-                if best is None or dt < best[0]:
-                    best = (dt, bs, vals)
-            peers[bow] = best[2]
-            rows_table.append(("pairs", f"minicons conditional_score (bow_correction={bow}, batch {best[1]})",
-                               n_pairs, best[0]))
-    except ImportError:
-        print("minicons is not installed: pip install minicons==0.3.39")
+            for bow in (False, True):
+                best = None
+                for bs in args.minicons_batches:
+                    dt, vals = _timed(lambda b=bs, c=bow: run(pre, stim, b, c), args.repeat)
+                    if best is None or dt < best[0]:
+                        best = (dt, bs, vals)
+                peers[bow] = best[2]
+                rows_table.append(("pairs", f"minicons conditional_score (bow_correction={bow}, batch {best[1]})",
+                                   n_pairs, best[0]))
+        except ImportError:
+            print("minicons is not installed: pip install minicons==0.3.39")
 
     # ---------------------------------------------------------------- running text: varylm vs wordsprobability
     dt, text_rows = _timed(lambda: text_surprisals(model, tok, texts, progress=False), args.repeat)
