@@ -63,19 +63,15 @@ def _minicons(model, tok):
     return run
 
 
-def _interleaved(model, tok, contexts, answers, score, args) -> int:
+def _interleaved(model, tok, pre, stim, cost, score, args) -> int:
     """varylm ``eow`` on all pairs and minicons' bow correction on one K-th of them, alternating K times (and varylm
     once more at the end), so that both are sampled over the same minutes of a machine whose speed drifts."""
     import statistics
 
     run_minicons = _minicons(model, tok)
     bs, k = args.minicons_batches[0], args.interleave
-    pre = [c for c, ws in zip(contexts, answers) for _ in ws]
-    stim = [w for ws in answers for w in ws]
     n = len(pre)
-    bounds = [round(i * n / k) for i in range(k + 1)]
-    # a round's share of minicons' work: its tokens (later contexts are longer), for the per-round ratios
-    cost = [len(tok(c + " " + w)["input_ids"]) for c, w in zip(pre, stim)]
+    bounds = [round(i * n / k) for i in range(k + 1)]  # a round's share of minicons' work: its share of ``cost``
 
     def ours():
         return _timed(lambda: score("eow"))[0]
@@ -89,7 +85,7 @@ def _interleaved(model, tok, contexts, answers, score, args) -> int:
         ratios.append(dt * sum(cost) / sum(cost[a:b]) / t_ours[-1])
     t_ours.append(ours())
     med = statistics.median(t_ours)
-    print(f"\n{len(contexts)} contexts, {n} pairs, {k} rounds; varylm eow (passage strategy, all pairs each round): "
+    print(f"\n{n} pairs, {k} rounds; varylm eow (passage strategy, all pairs each round): "
           f"median {med:.2f} s (min {min(t_ours):.2f}, max {max(t_ours):.2f}, {len(t_ours)} runs); "
           f"minicons bow_correction (batch {bs}), one {k}-th of the pairs per round: {t_theirs:.2f} s in all")
     print(f"ratio {t_theirs / med:.1f}x (minicons' total / varylm's median); per round (minicons' time scaled by "
@@ -98,11 +94,16 @@ def _interleaved(model, tok, contexts, answers, score, args) -> int:
     return 0
 
 
-def _flops_table(run, rows_table, head_shape: list) -> int:
+def _flops_table(run, rows_table, model, cost) -> int:
     """Matrix-product FLOPs of each definition (torch.profiler) against its time and the float32 floor, then where
-    the profiled time goes: the output head's products (an operand of ``head_shape`` = (vocab, hidden) or its
-    transpose), the other products, attention."""
+    the profiled time goes: the output head's products (an operand of the head's (vocab, hidden) shape or its
+    transpose), the other products, attention; and what minicons' full logits at every position would cost."""
     from torch.profiler import ProfilerActivity, profile
+
+    head_shape = list(model.get_output_embeddings().weight.shape)
+    params = sum(p.numel() for p in model.parameters())  # a tied head counted once: its product, not the lookup
+    print(f"minicons' sequences: {sum(cost)} tokens (BOS + context + answer, unpadded); at 2 x {params / 1e6:.1f}M "
+          f"FLOP per token that is {2 * params * sum(cost) / 1e12:.1f} TFLOP of products\n")
 
     rate = best_float32_rate(256)
     print(f"best float32 product rate here: {rate:.0f} GFLOP/s\n")
@@ -191,8 +192,11 @@ def main(argv=None) -> int:
         return score_words(model, tok, contexts, answers, definition=definition, strategy="passage",
                            batch_size=args.batch_size, bos=bos, progress=False)
 
+    pre = [c for c, ws in zip(contexts, answers) for _ in ws]
+    stim = [w for ws in answers for w in ws]
+    cost = [1 + len(tok(c + " " + w, add_special_tokens=False)["input_ids"]) for c, w in zip(pre, stim)]  # + BOS
     if args.interleave:
-        return _interleaved(model, tok, contexts, answers, score, args)
+        return _interleaved(model, tok, pre, stim, cost, score, args)
     ours, peers = {}, {}
     if not args.text_only:
         score("eow")  # warm-up (untimed): the first large run of a process is slower
@@ -201,13 +205,9 @@ def main(argv=None) -> int:
             ours[definition] = [float(v) for per in vals for v in per]
             rows_table.append(("pairs", f"varylm passage ({definition})", n_pairs, dt))
         if args.flops:
-            emb = model.get_output_embeddings().weight
-            return _flops_table(score, rows_table, list(emb.shape))
+            return _flops_table(score, rows_table, model, cost)
         try:
             run = _minicons(model, tok)
-            pre = [c for c, ws in zip(contexts, answers) for _ in ws]
-            stim = [w for ws in answers for w in ws]
-
             for bow in (False, True):
                 best = None
                 for bs in args.minicons_batches:

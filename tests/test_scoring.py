@@ -303,7 +303,7 @@ def test_fallback_when_4d_masks_are_refused(gpt2_pair, monkeypatch):
     ref = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="pair")
     calls = []
     original = engine._score_context  # patched where score_token_ids looks them up
-    monkeypatch.setattr(engine, "supports_tree_attention", lambda m: False)
+    monkeypatch.setattr(engine, "supports_tree_attention", lambda m, longest=None: False)
     monkeypatch.setattr(engine, "_score_context", lambda *a: calls.append(1) or original(*a))
     got = word_logprobs(model, tok, CONTEXTS, WORDS, strategy="tree", batch_size=100)
     assert calls == [1]

@@ -11,7 +11,7 @@ import torch
 from ..errors import InputError
 from ..options import STRATEGIES, WORD_DEFINITIONS
 from .boundaries import _as_word_end
-from .model import _model_dtype_device, attention_window, supports_tree_attention
+from .model import _model_dtype_device, supports_tree_attention
 from .sequences import _score_context, _score_pair
 from .trie import _score_tree, _score_trunk
 
@@ -44,7 +44,7 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
             :func:`word_end_masks` (the sampler's word rule) or :func:`pm_boundary`, or one boolean ``(V,)`` mask.
         strategy: one of :data:`STRATEGIES`; ``tree``/``passage`` fall back to ``context`` when
             the model's attention refuses 4D masks, or when a sequence is longer than its sliding window
-            (:func:`attention_window`).
+            (:func:`supports_tree_attention`).
         batch_size: pairs per forward for ``pair`` (default 16); unused otherwise.
         max_row_tokens: packing budget of one tree row (default 2048 tokens; ``tree`` only: ``passage`` runs
             its merged trie's trunk once with a KV cache and the word branches in chunks of 256 tokens).
@@ -77,12 +77,9 @@ def score_token_ids(model, context_ids: list[list[int]], word_ids: list[list[lis
     if not any(word_ids):
         _, device = _model_dtype_device(model)
         return [torch.zeros(0, device=device) for _ in word_ids]
-    if strategy in ("tree", "passage") and not supports_tree_attention(model):
-        strategy = "context"
-    window = attention_window(model) if strategy in ("tree", "passage") else None
-    if window is not None and max(len(c) + max((len(w) for w in ws), default=0)
-                                  for c, ws in zip(context_ids, word_ids)) > window:
-        strategy = "context"  # a sequence longer than the sliding window: the model's own masks (4D masks are used as given)
+    longest = max(len(c) + max((len(w) for w in ws), default=0) for c, ws in zip(context_ids, word_ids))
+    if strategy in ("tree", "passage") and not supports_tree_attention(model, longest):
+        strategy = "context"  # the model's own masks
     if strategy == "pair":
         return _score_pair(model, context_ids, word_ids, eow, word_start_mask, batch_size, begin, begin_cls)
     if strategy == "context":

@@ -39,17 +39,22 @@ def _model_dtype_device(model):
     return dtype, device
 
 
-def supports_tree_attention(model) -> bool:
-    """True when the model's attention implementation takes a float 4D mask (eager, sdpa)."""
+def supports_tree_attention(model, longest: int | None = None) -> bool:
+    """True when the model's attention implementation takes a float 4D mask (eager, sdpa) and, given the
+    ``longest`` scored sequence (tokens), no layer's sliding window is shorter than it (:func:`attention_window`:
+    the 4D mask is used as given, so a window would be ignored)."""
     impl = getattr(_unwrap(model).config, "_attn_implementation", None)
-    return impl in (None, "eager", "sdpa")
+    if impl not in (None, "eager", "sdpa"):
+        return False
+    window = attention_window(model) if longest is not None else None
+    return window is None or longest <= window
 
 
 def attention_window(model) -> int | None:
     """The smallest sliding-window or chunked-attention span of the model's layers, or None (full attention).
 
     Tries and cached trunks hand the model a 4D mask, which it uses as given: exact only while every scored
-    sequence fits in this span (:func:`~varylm_hf.scoring.score_token_ids` falls back to ``context`` otherwise).
+    sequence fits in this span (:func:`supports_tree_attention`; ``score_token_ids`` falls back to ``context``).
     """
     cfg = _unwrap(model).config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
